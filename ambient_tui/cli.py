@@ -1,0 +1,123 @@
+"""Entry point `ambient-tui`: the TUI by default, and headless subcommands.
+
+Exit codes: 0 ok, 1 a check or step failed, 2 usage or input error. This is the only engine
+module that may import the UI, and only lazily, to start it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ambient_tui import __version__
+
+
+class UsageError(Exception):
+    """Bad input: one line of cause and next step, exit 2."""
+
+
+def _plan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--istio-version", metavar="X.Y.Z", help="default: newest supported release in the catalogue")
+    p.add_argument("--method", choices=["helm", "istioctl"], default="helm")
+    p.add_argument("--gateway", action="store_true", help="also install the ingress gateway")
+    p.add_argument("--charts", metavar="DIR", help="install from local chart folders (air-gapped)")
+    p.add_argument("--chart-source", choices=["blob", "oci"], default="blob")
+    p.add_argument("--gateway-api-file", metavar="PATH", help="Gateway API CRDs from a local file or folder")
+    p.add_argument("--values", metavar="COMPONENT=FILE", action="append", default=[],
+                   help="values file for base, istiod, cni, ztunnel or gateway")
+    p.add_argument("--enroll", metavar="NS[,NS...]", default="", help="namespaces to enrol")
+
+
+def _settings(args):
+    from ambient_tui.plans.install import COMPONENT_KEYS
+    from ambient_tui.settings import Settings
+
+    values = {}
+    for item in args.values:
+        comp, sep, path = item.partition("=")
+        if not sep or comp not in COMPONENT_KEYS:
+            raise UsageError(f"--values {item!r}: use COMPONENT=FILE with COMPONENT one of "
+                             f"{', '.join(COMPONENT_KEYS)}")
+        values[comp] = path
+    return Settings(istio_version=args.istio_version, method=args.method, gateway=args.gateway,
+                    chart_source=args.charts or args.chart_source, values=values,
+                    gateway_api_file=args.gateway_api_file,
+                    enroll=[n for n in args.enroll.split(",") if n])
+
+
+def _build_plan(args):
+    from ambient_tui import catalog
+    from ambient_tui.plans.install import build_install_plan
+
+    try:
+        return build_install_plan(_settings(args))
+    except catalog.UnknownVersion as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_plan(args) -> int:
+    from ambient_tui.engine.runbook import FORMATS
+
+    plan = _build_plan(args)
+    sys.stdout.write(FORMATS[args.format](plan))
+    if plan.meta.get("eol"):
+        print(f"note: Istio {plan.meta['istio_version']} reached end of life on {plan.meta['eol']}; "
+              "it still installs, but choose a supported release if you can", file=sys.stderr)
+    return 0
+
+
+def cmd_tui(args) -> int:
+    import os
+    from ambient_tui.catalog import UnknownVersion
+
+    if args.sandbox:
+        from ambient_tui.sandbox.commands import sandbox_env
+        for k, v in sandbox_env().items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    try:
+        plan = _build_plan(args)
+    except UnknownVersion as e:
+        raise UsageError(str(e)) from None
+    from screens.app import run_app  # the UI, imported only to start it
+
+    return run_app(plan, istio_version=plan.meta["istio_version"]) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ambient-tui", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"ambient-tui {__version__}")
+    parser.add_argument("--sandbox", action="store_true", help="open the TUI against the local sandbox cluster")
+    _plan_args(parser)
+    parser.set_defaults(func=cmd_tui)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plan", help="print the install plan without touching any cluster")
+    _plan_args(p)
+    p.add_argument("--format", choices=["markdown", "shell", "json"], default="markdown")
+    p.set_defaults(func=cmd_plan)
+
+    from ambient_tui.commands import netpol as netpol_cmd
+    from ambient_tui.sandbox import commands as sandbox_cmd
+    netpol_cmd.register(sub)
+    sandbox_cmd.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        print(f"ambient-tui: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ambient-tui: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

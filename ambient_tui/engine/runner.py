@@ -1,0 +1,229 @@
+"""The async runner: executes a plan's steps, emits events, writes the journal.
+
+Each command runs in its own session (process group) so cancelling or timing out a step ends
+helm and every child it started; nothing is left behind as an orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Callable, Iterable
+
+from ambient_tui.engine.events import Event, EventKind
+from ambient_tui.engine.journal import Journal, JournalRead
+from ambient_tui.engine.plan import Plan, Step, StepState
+from ambient_tui.tools.install_hints import missing_tool_message
+
+KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL of a step's process group
+
+
+class Runner:
+    def __init__(self, plan: Plan, journal: Journal | None = None, dry_run: bool = False,
+                 env: dict | None = None) -> None:
+        self.plan = plan
+        self.journal = journal
+        self.dry_run = dry_run
+        self.env = env
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._cancelled: set[str] = set()
+        self._dry_skipped: set[str] = set()
+        self._plan_written = False
+
+    # -- events -----------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[Event], None]) -> None:
+        self._subscribers.append(callback)
+
+    def _emit(self, event: Event) -> None:
+        if event.kind is EventKind.OUTPUT and self.journal:
+            self.journal.output(event.step_id, event.line)
+        for cb in self._subscribers:
+            cb(event)
+
+    # -- control ----------------------------------------------------------------------------
+    def skip(self, step_id: str, reason: str) -> None:
+        step = self.plan.step(step_id)
+        if step.state is StepState.RUNNING:
+            raise RuntimeError(f"step {step_id} is running; cancel it first")
+        step.state, step.skip_reason = StepState.SKIPPED, reason
+        if self.journal:
+            self.journal.step_skip(step, reason)
+        self._emit(Event(EventKind.FINISHED, step_id, state=step.state.value, message=f"skipped: {reason}"))
+
+    def cancel(self) -> None:
+        """Cancel every running step: its process group gets SIGTERM, then SIGKILL."""
+        for step_id, task in list(self._tasks.items()):
+            self._cancelled.add(step_id)
+            proc = self._procs.get(step_id)
+            if proc is not None:
+                _signal_group(proc, signal.SIGTERM)
+            else:
+                task.cancel()
+
+    async def retry(self, step_id: str) -> StepState:
+        self.plan.step(step_id).state = StepState.PENDING
+        return await self.run_step(step_id)
+
+    def resume_from(self, previous: JournalRead) -> list[str]:
+        """Mark steps the journal saw finish as done; returns their ids."""
+        done = []
+        for step_id, state in previous.step_states().items():
+            try:
+                step = self.plan.step(step_id)
+            except KeyError:
+                continue
+            if StepState(state).done:
+                step.state = StepState(state)
+                done.append(step_id)
+        return done
+
+    # -- running ----------------------------------------------------------------------------
+    async def run(self, resume: bool = False) -> bool:
+        """Run every pending step in order; steps of one phase sharing a group run together."""
+        if resume and self.journal:
+            self.resume_from(Journal.read(self.journal.path))
+        if not self.dry_run:
+            for step_id in self._dry_skipped:
+                self.plan.step(step_id).state = StepState.PENDING
+            self._dry_skipped.clear()
+        for phase in self.plan.phases:
+            for batch in _batches(phase.steps):
+                todo = [s for s in batch if s.state in (StepState.PENDING, StepState.FAILED,
+                                                        StepState.CANCELLED)]
+                if not todo:
+                    continue
+                states = await asyncio.gather(*(self.run_step(s.id) for s in todo))
+                if not all(st.done for st in states):
+                    return False
+        return all(s.state.done for s in self.plan.steps)
+
+    async def run_step(self, step_id: str) -> StepState:
+        step = self.plan.step(step_id)
+        if self.journal and not self._plan_written:
+            self.journal.plan(self.plan)
+            self._plan_written = True
+        task = asyncio.ensure_future(self._execute(step))
+        self._tasks[step_id] = task
+        try:
+            return await task
+        finally:
+            self._tasks.pop(step_id, None)
+
+    async def _execute(self, step: Step) -> StepState:
+        started = time.time()
+        self._cancelled.discard(step.id)
+        step.state = StepState.RUNNING
+        if self.journal:
+            self.journal.step_start(step, dry_run=self.dry_run)
+        self._emit(Event(EventKind.STARTED, step.id, state=step.state.value, line=step.command))
+        exit_code: int | None = None
+        message = ""
+        try:
+            if self.dry_run:
+                self._emit(Event(EventKind.OUTPUT, step.id, line=f"dry-run: would run {step.command}"))
+                self._dry_skipped.add(step.id)
+                state, message = StepState.SKIPPED, "dry-run: not run"
+            elif step.argv is not None:
+                exit_code, message = await self._run_argv(step)
+                state = StepState.SUCCEEDED if exit_code == 0 else StepState.FAILED
+            else:
+                await self._run_api(step)
+                state = StepState.SUCCEEDED
+        except asyncio.CancelledError:
+            state, message = StepState.CANCELLED, "cancelled"
+        except asyncio.TimeoutError:
+            state, message = StepState.FAILED, f"timed out after {step.timeout:g}s"
+        except Exception as e:  # an API call failed: keep the reason, the plan stops here
+            state, message = StepState.FAILED, f"{type(e).__name__}: {e}"
+        if step.id in self._cancelled:
+            state, message = StepState.CANCELLED, "cancelled by user"
+        if state is StepState.FAILED and step.warn_only:
+            state = StepState.WARNED
+        step.state = state
+        if self.journal:
+            self.journal.step_end(step, state.value, exit_code, started, message)
+        kind = EventKind.FAILED if state is StepState.FAILED else EventKind.FINISHED
+        self._emit(Event(kind, step.id, state=state.value, exit_code=exit_code, message=message))
+        return state
+
+    async def _run_argv(self, step: Step) -> tuple[int | None, str]:
+        env = None if self.env is None else {**os.environ, **self.env}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *step.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
+        except FileNotFoundError:
+            return None, missing_tool_message(step.argv[0])
+        except PermissionError:
+            return None, f"{step.argv[0]} is not executable"
+        self._procs[step.id] = proc
+        try:
+            await asyncio.wait_for(self._pump(step.id, proc), timeout=step.timeout)
+            code = await proc.wait()
+            return code, "" if code == 0 else f"exit code {code}"
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            await _kill_group(proc)
+            raise
+        finally:
+            self._procs.pop(step.id, None)
+            if step.id in self._cancelled:
+                # The leader may have gone on SIGTERM while a child ignored it.
+                _signal_group(proc, signal.SIGKILL)
+
+    async def _pump(self, step_id: str, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                raw = await proc.stdout.readline()
+            except ValueError:  # a line over the stream limit: take what is buffered
+                raw = await proc.stdout.read(64 * 1024)
+            if not raw:
+                break
+            self._emit(Event(EventKind.OUTPUT, step_id, line=raw.decode("utf-8", "replace").rstrip("\r\n")))
+
+    async def _run_api(self, step: Step) -> None:
+        result = await asyncio.wait_for(asyncio.to_thread(step.api.func), timeout=step.timeout)
+        for line in _lines(result):
+            self._emit(Event(EventKind.OUTPUT, step.id, line=line))
+
+
+def _lines(result) -> Iterable[str]:
+    if result is None:
+        return []
+    if isinstance(result, str):
+        return result.splitlines()
+    return [str(x) for x in result]
+
+
+def _batches(steps: list[Step]) -> list[list[Step]]:
+    """Consecutive steps with the same non-empty group form one concurrent batch."""
+    out: list[list[Step]] = []
+    for s in steps:
+        if out and s.group and out[-1][0].group == s.group:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), KILL_GRACE)
+    except asyncio.TimeoutError:
+        pass
+    # Children of the step (helm's plugins, a shell's sleep) may outlive the leader.
+    _signal_group(proc, signal.SIGKILL)
+    if proc.returncode is None:
+        await proc.wait()

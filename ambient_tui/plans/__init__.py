@@ -1,0 +1,1 @@
+"""Plans built from settings (and, later, what the cluster shows)."""

@@ -1,0 +1,1 @@
+"""helm, istioctl and kubectl: version detection and clear messages when one is missing or old."""
