@@ -1,0 +1,153 @@
+"""`ambient-tui sandbox up|down|status|env`: the local control plane for a person.
+
+cli.py calls ``register(subparsers)``; each handler returns an exit code
+(0 ok, 1 failure, 2 usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+from . import build
+from .control_plane import DEFAULT_NAME, DEFAULT_REGION, ControlPlane, SandboxError
+
+
+def _cp(a: argparse.Namespace, **kw) -> ControlPlane:
+    return ControlPlane(state_dir=a.state_dir, name=a.name, region=a.region, **kw)
+
+
+def cmd_up(a: argparse.Namespace) -> int:
+    missing = build.missing()
+    if missing:
+        if a.no_build:
+            print("sandbox: parts not built: " + ", ".join(p.dirname for p in missing)
+                  + "; run `python -m ambient_tui.sandbox.build`", file=sys.stderr)
+            return 1
+        print("sandbox: building missing parts first (the first build takes many minutes)",
+              file=sys.stderr)
+        try:
+            build.build()
+        except build.BuildError as e:
+            print(f"sandbox: build failed: {e}", file=sys.stderr)
+            return 1
+    cp = _cp(a, apiserver_port=a.port, aws_port=a.aws_port, with_aws=not a.no_aws)
+    t0 = time.monotonic()
+    try:
+        cp.start(timeout=a.timeout)
+    except SandboxError as e:
+        print(f"sandbox: {e}", file=sys.stderr)
+        return 1
+    print(f"sandbox {cp.name} is up in {time.monotonic() - t0:.1f}s")
+    print(f"  API server   {cp.url}")
+    print(f"  kubeconfig   {cp.kubeconfig}  (contexts: {cp.admin_context}, {cp.restricted_context})")
+    if cp.aws_endpoint:
+        print(f"  AWS endpoint {cp.aws_endpoint}  (EKS cluster {cp.name} in {cp.region})")
+    print("Use it:  eval \"$(ambient-tui sandbox env)\"   Stop it:  ambient-tui sandbox down")
+    return 0
+
+
+def cmd_down(a: argparse.Namespace) -> int:
+    cp = _cp(a)
+    try:
+        cp.stop()
+    except OSError as e:
+        print(f"sandbox: stop failed: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    cp = _cp(a)
+    st = cp.status()
+    if not st.running:
+        print(f"sandbox {a.name}: not running (state dir {st.state_dir} absent)")
+        return 1
+    state = "up" if st.up else "degraded"
+    if not any(st.running.values()):
+        state = "stopped (stale pid files; `sandbox down` cleans them)"
+    print(f"sandbox {a.name}: {state}")
+    for comp, pid in st.running.items():
+        print(f"  {comp:24} {'pid ' + str(pid) if pid else 'not running'}")
+    if st.info.get("url"):
+        print(f"  API server   {st.info['url']}")
+        print(f"  kubeconfig   {cp.kubeconfig}")
+    if st.info.get("aws_endpoint"):
+        print(f"  AWS endpoint {st.info['aws_endpoint']}")
+    return 0 if st.up else 1
+
+
+def cmd_env(a: argparse.Namespace) -> int:
+    cp = _cp(a)
+    if not cp.status().up:
+        print(f"sandbox {a.name} is not running; start it with `ambient-tui sandbox up`",
+              file=sys.stderr)
+        return 1
+    from .aws_local import CLIENT_ENV_UNSET
+    print("unset " + " ".join(CLIENT_ENV_UNSET))
+    for k, v in cp.env().items():
+        print(f"export {k}={shlex.quote(v)}")
+    return 0
+
+
+def sandbox_env(name: str = DEFAULT_NAME, state_dir: str | None = None) -> dict[str, str | None]:
+    """Environment changes that point kubectl/helm/boto3 at a running sandbox.
+
+    For `ambient-tui --sandbox`: apply with ``for k, v in env.items(): os.environ.pop(k) if v
+    is None else os.environ.__setitem__(k, v)`` before starting the TUI. Values of None mean
+    "unset". Raises SandboxError when the sandbox is not running.
+    """
+    from .aws_local import CLIENT_ENV_UNSET
+    cp = ControlPlane(state_dir=state_dir, name=name)
+    if not cp.status().up:
+        raise SandboxError(f"sandbox {name} is not running; start it with `ambient-tui sandbox up`")
+    env: dict[str, str | None] = {k: None for k in CLIENT_ENV_UNSET}
+    env.update(cp.env())
+    return env
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add `sandbox up|down|status|env` to an argparse subparsers object."""
+    p = subparsers.add_parser("sandbox", help="a local Kubernetes control plane that looks like EKS",
+                              description="A real local control plane (etcd, kube-apiserver, "
+                              "kwok nodes) with AWS STS/EKS on loopback, for trying ambient-tui "
+                              "without an EKS cluster.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--name", default=DEFAULT_NAME, help="sandbox/EKS cluster name (%(default)s)")
+    common.add_argument("--region", default=DEFAULT_REGION, help="AWS region (%(default)s)")
+    common.add_argument("--state-dir", default=None,
+                        help="where pid files, kubeconfig and data live "
+                             "(default: <cache>/sandbox/<name>, or $AMBIENT_TUI_SANDBOX_DIR)")
+    sub = p.add_subparsers(dest="sandbox_cmd", metavar="{up,down,status,env}")
+    up = sub.add_parser("up", parents=[common], help="build what is missing, then start")
+    up.add_argument("--port", type=int, help="kube-apiserver port (default: a free one)")
+    up.add_argument("--aws-port", type=int, help="AWS endpoint port (default: a free one)")
+    up.add_argument("--no-aws", action="store_true", help="do not start the AWS servers")
+    up.add_argument("--no-build", action="store_true", help="fail instead of building parts")
+    up.add_argument("--timeout", type=float, default=90, help="seconds to wait for Ready")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", parents=[common], help="stop everything, remove state").set_defaults(func=cmd_down)
+    sub.add_parser("status", parents=[common], help="what runs").set_defaults(func=cmd_status)
+    sub.add_parser("env", parents=[common],
+                   help="print shell exports: KUBECONFIG, AWS_*, PATH").set_defaults(func=cmd_env)
+
+    def usage(a: argparse.Namespace) -> int:
+        p.print_usage(sys.stderr)
+        return 2
+    p.set_defaults(func=usage)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (`python -m ambient_tui.sandbox.commands up`) until cli.py wires it."""
+    ap = argparse.ArgumentParser(prog="ambient-tui")
+    sp = ap.add_subparsers(dest="cmd")
+    register(sp)
+    a = ap.parse_args(["sandbox", *(sys.argv[1:] if argv is None else argv)])
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
