@@ -1,0 +1,123 @@
+"""`ambient-tui netpol ...`: headless lint and templates.
+
+Exit codes for lint: 0 no error findings (warnings allowed), 1 at least one error
+finding, 2 input that cannot be read or parsed, or a document that is not a
+NetworkPolicy. Bad input never produces a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, TextIO
+
+import ambient_tui.netpol.lint as lintmod
+from ambient_tui.netpol import templates
+from ambient_tui.netpol.parse import ParseError, PolicyDoc, parse_file
+
+EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `netpol` command (with `lint` and `template`) to an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "netpol", help="ambient-aware NetworkPolicy lint and templates",
+        description="Lint NetworkPolicies for Istio ambient mode, or print a template.")
+    sub = parser.add_subparsers(dest="netpol_command", metavar="{lint,template}")
+    sub.required = True
+
+    lint_p = sub.add_parser(
+        "lint", help="lint NetworkPolicy YAML files (multi-document)",
+        description="Judge the union of all policies given. Exit 0: no errors; "
+                    "1: error findings; 2: unreadable input or a non-NetworkPolicy document.")
+    lint_p.add_argument("files", nargs="+", metavar="FILE", help="YAML file, or - for stdin")
+    lint_p.add_argument("--json", action="store_true", help="print findings as JSON")
+    lint_p.add_argument("--not-enrolled", action="store_true",
+                        help="the namespaces are not in the ambient mesh (skip HBONE/probe rules)")
+    lint_p.set_defaults(func=run_lint)
+
+    tpl_p = sub.add_parser("template", help="print an ambient-correct NetworkPolicy template")
+    tpl_p.add_argument("name", metavar="NAME", choices=sorted(templates.TEMPLATES),
+                       help="one of: " + ", ".join(sorted(templates.TEMPLATES)))
+    tpl_p.add_argument("--namespace", "-n", help="namespace of the policy")
+    tpl_p.add_argument("--selector", action="append", metavar="K=V",
+                       help="pods the policy selects (repeat or comma-separate); default: all")
+    tpl_p.add_argument("--port", type=int, help="config server port (allow-egress-to-config-server)")
+    tpl_p.add_argument("--to-namespace", help="config server namespace")
+    tpl_p.add_argument("--to-selector", action="append", metavar="K=V",
+                       help="config server pod labels (default app=config-server)")
+    tpl_p.set_defaults(func=run_template)
+    return parser
+
+
+def _read(name: str, stdin: TextIO) -> list[PolicyDoc]:
+    if name == "-":
+        from ambient_tui.netpol.parse import parse_text
+
+        return parse_text(stdin.read(), "<stdin>")
+    return parse_file(name)
+
+
+def run_lint(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None,
+             stdin: TextIO | None = None) -> int:
+    out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
+    docs: list[PolicyDoc] = []
+    problems: list[ParseError] = []
+    for name in args.files:
+        try:
+            docs.extend(_read(name, stdin))
+        except ParseError as exc:
+            problems.append(exc)
+    findings = lintmod.lint(docs, enrolled=not args.not_enrolled)
+    if args.json:
+        payload: dict[str, Any] = {"findings": [f.to_json() for f in findings]}
+        if problems:
+            payload["errors"] = [{"file": p.file, "document": p.document, "line": p.line,
+                                  "column": p.column, "message": p.message} for p in problems]
+        json.dump(payload, out, indent=2)
+        out.write("\n")
+    else:
+        for f in findings:
+            out.write(f"{f.file}:{f.line}: {f.severity} {f.rule} [{f.policy}] {f.message}\n")
+            if f.fix:
+                out.write(f"    fix: {f.fix.title}\n")
+        errors = sum(f.severity == lintmod.ERROR for f in findings)
+        if docs or not problems:
+            out.write(f"{len(docs)} policies, {errors} error(s), "
+                      f"{len(findings) - errors} warning(s)\n")
+    for p in problems:
+        err.write(f"error: {p}\n")
+    if problems:
+        return EXIT_INPUT
+    return EXIT_FINDINGS if lintmod.has_errors(findings) else EXIT_OK
+
+
+def run_template(args: argparse.Namespace, out: TextIO | None = None,
+                 err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        selector = templates.parse_selector(args.selector)
+        to_selector = templates.parse_selector(args.to_selector) or None
+    except ValueError as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_INPUT
+    if args.port is not None and not 1 <= args.port <= 65535:
+        err.write(f"error: --port {args.port} is outside 1-65535\n")
+        return EXIT_INPUT
+    out.write(templates.render(args.name, namespace=args.namespace, selector=selector or None,
+                               port=args.port, to_namespace=args.to_namespace,
+                               to_selector=to_selector))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (python -m ambient_tui.commands.netpol), same as `ambient-tui netpol`."""
+    parser = argparse.ArgumentParser(prog="ambient-tui")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["netpol", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

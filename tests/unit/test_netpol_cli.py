@@ -1,0 +1,127 @@
+"""`ambient-tui netpol lint|template`: exit codes 0/1/2, --json shape, no tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ambient_tui.commands import netpol as cmd
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "assets" / "netpol" / "guide"
+DENY = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny, namespace: demo}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"""
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    parser = argparse.ArgumentParser(prog="ambient-tui")
+    cmd.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(list(argv))
+    out, err = io.StringIO(), io.StringIO()
+    if args.func is cmd.run_lint:
+        code = cmd.run_lint(args, out, err, io.StringIO())
+    else:
+        code = cmd.run_template(args, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def write(tmp_path):
+    def _write(name: str, text: str) -> str:
+        path = tmp_path / name
+        path.write_text(text)
+        return str(path)
+    return _write
+
+
+def test_exit_1_on_error_finding(write):
+    code, out, _ = run("netpol", "lint", write("deny.yaml", DENY))
+    assert code == 1 and "hbone-blocked" in out and "probe-blocked" in out
+
+
+def test_exit_0_when_union_is_fine_across_files(write):
+    hbone = run("netpol", "template", "allow-hbone", "--namespace", "demo")[1]
+    code, out, _ = run("netpol", "lint", write("deny.yaml", DENY), write("hbone.yaml", hbone))
+    assert code == 0, out
+
+
+def test_exit_0_with_warnings_only():
+    code, out, _ = run("netpol", "lint", str(GUIDE / "8.2-allow-ztunnel-to-ztunnel.yaml"))
+    assert code == 0 and "warning meaningless-port" in out
+
+
+def test_not_enrolled_skips_ambient_errors(write):
+    assert run("netpol", "lint", "--not-enrolled", write("deny.yaml", DENY))[0] == 0
+
+
+def test_exit_2_on_non_yaml(write):
+    code, _, err = run("netpol", "lint", write("bad.yaml", "a: [\n"))
+    assert code == 2 and "bad.yaml: document 1: line 2" in err
+
+
+def test_exit_2_on_configmap_with_file_document_line(write):
+    path = write("mixed.yaml", DENY + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    code, _, err = run("netpol", "lint", path)
+    assert code == 2
+    assert f"{path}: document 2: line 7" in err and "ConfigMap" in err
+
+
+def test_exit_2_on_missing_file(tmp_path):
+    code, _, err = run("netpol", "lint", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "cannot read" in err
+
+
+def test_json_shape(write):
+    code, out, _ = run("netpol", "lint", "--json", write("deny.yaml", DENY))
+    data = json.loads(out)
+    assert code == 1 and set(data) == {"findings"}
+    for f in data["findings"]:
+        assert set(f) == {"file", "policy", "rule", "severity", "line", "message", "fix"}
+    assert {f["rule"] for f in data["findings"]} == {"hbone-blocked", "probe-blocked"}
+    assert data["findings"][0]["fix"]["kind"] == "append"
+
+
+def test_json_with_bad_input_still_json(write):
+    code, out, _ = run("netpol", "lint", "--json", write("bad.yaml", "- [\n"))
+    data = json.loads(out)
+    assert code == 2 and data["findings"] == [] and data["errors"][0]["document"] == 1
+
+
+def test_template_output_parses_and_lints_clean():
+    code, out, _ = run("netpol", "template", "allow-egress-to-config-server", "--namespace",
+                       "demo", "--port", "8080", "--selector", "app=web", "--to-namespace", "cfg")
+    doc = yaml.safe_load(out)
+    assert code == 0 and doc["spec"]["podSelector"] == {"matchLabels": {"app": "web"}}
+    assert doc["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def test_template_bad_selector_is_exit_2():
+    code, _, err = run("netpol", "template", "allow-dns", "--selector", "novalue")
+    assert code == 2 and "novalue" in err
+
+
+def test_guide_examples_explained():
+    code, out, _ = run("netpol", "lint", *sorted(str(p) for p in GUIDE.glob("*.yaml")))
+    assert code == 1
+    for needle in ("15441", "15006", "app=ztunnel", "hbone-blocked", "placeholder"):
+        assert needle in out
+
+
+@pytest.mark.parametrize("content", ["a: [\n", "kind: ConfigMap\n", "\xff"])
+def test_no_traceback_as_a_process(tmp_path, content):
+    path = tmp_path / "in.yaml"
+    path.write_text(content, encoding="latin-1")
+    proc = subprocess.run([sys.executable, "-m", "ambient_tui.commands.netpol", "lint", str(path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and str(path) in proc.stderr
