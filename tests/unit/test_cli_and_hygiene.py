@@ -1,0 +1,93 @@
+"""The CLI contract (names, exit codes) and the rule that the engine never imports the UI."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ambient_tui.cli import main
+from ambient_tui.tools import versions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_plan_works_offline_without_kubeconfig(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nothing"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["plan", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["meta"]["istio_version"] == "1.31.1"
+
+
+def test_unknown_version_exits_2_listing_known(capsys):
+    assert main(["plan", "--istio-version", "1.99.0"]) == 2
+    err = capsys.readouterr().err
+    assert "1.99.0 is not in the catalogue" in err and "1.30.0" in err and "Traceback" not in err
+
+
+def test_bad_values_flag_is_a_usage_error(capsys):
+    assert main(["plan", "--values", "pilot=x.yaml"]) == 2
+    assert "COMPONENT=FILE" in capsys.readouterr().err
+
+
+def test_version_flag():
+    out = subprocess.run([sys.executable, "-m", "ambient_tui.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("ambient-tui ")
+
+
+def test_engine_never_imports_the_ui():
+    offenders = []
+    for path in (ROOT / "ambient_tui").rglob("*.py"):
+        if path.name == "cli.py" and path.parent.name == "ambient_tui":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in ("textual", "screens")]
+    assert offenders == []
+
+
+def test_cli_imports_the_ui_only_inside_a_function():
+    tree = ast.parse((ROOT / "ambient_tui" / "cli.py").read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not any(getattr(n, "module", "") and n.module.split(".")[0] in ("textual", "screens") for n in top)
+
+
+def test_no_shell_true_anywhere():
+    for folder in ("ambient_tui", "screens"):
+        for path in (ROOT / folder).rglob("*.py"):
+            assert "shell=True" not in path.read_text(), path
+
+
+def _stub(tmp_path, name, output):
+    # A stub that only prints a version: named so, and used only for the version check.
+    p = tmp_path / name
+    p.write_text(f"#!/bin/sh\necho '{output}'\n")
+    p.chmod(0o755)
+    return {"PATH": str(tmp_path)}
+
+
+def test_too_old_helm_names_found_needed_and_how(tmp_path):
+    env = _stub(tmp_path, "helm", "v3.5.4+g1b5edb6")
+    with pytest.raises(versions.ToolError) as e:
+        versions.require("helm", "3.6", env=env)
+    msg = str(e.value)
+    assert "helm 3.5.4 found" in msg and ">= 3.6 is needed" in msg and "helm.sh" in msg
+
+
+def test_helm_4_refused_before_istio_1_30(tmp_path):
+    env = _stub(tmp_path, "helm", "v4.3.1")
+    with pytest.raises(versions.ToolError, match="helm 4.3.1 found.*< 4 is needed"):
+        versions.require("helm", "3.6", maximum_major=3, env=env, why="Helm 4 needs Istio 1.30+")
+
+
+def test_missing_tool(tmp_path):
+    with pytest.raises(versions.ToolError, match="istioctl not found on PATH; install"):
+        versions.detect("istioctl", env={"PATH": str(tmp_path)})
