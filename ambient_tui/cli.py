@@ -66,21 +66,42 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def cmd_tui(args) -> int:
-    import os
-    from ambient_tui.catalog import UnknownVersion
+def _use_sandbox(args) -> int:
+    """Point this process at the local sandbox, starting it (and building it) when needed.
 
-    if args.sandbox:
-        from ambient_tui.sandbox.commands import sandbox_env
-        for k, v in sandbox_env().items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    The sandbox has no network, so the plan installs from the built charts and CRD files.
+    """
+    import os
+
+    from ambient_tui.sandbox import build
+    from ambient_tui.sandbox.commands import sandbox_env
+    from ambient_tui.sandbox.control_plane import SandboxError
+
     try:
-        plan = _build_plan(args)
-    except UnknownVersion as e:
-        raise UsageError(str(e)) from None
+        env = sandbox_env()
+    except SandboxError:
+        print("ambient-tui: the sandbox is not running; starting it (`ambient-tui sandbox up`)", file=sys.stderr)
+        if main(["sandbox", "up"]) != 0:
+            return 1
+        env = sandbox_env()
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    args.istio_version = args.istio_version or build.ISTIO_VERSION
+    args.charts = args.charts or str(build.charts_dir())
+    if not args.gateway_api_file:
+        from ambient_tui import catalog
+        channel = catalog.load().release(args.istio_version).gateway_api.channel
+        args.gateway_api_file = str(build.gateway_api_dir() / f"{channel}-install.yaml")
+    return 0
+
+
+def cmd_tui(args) -> int:
+    if args.sandbox and _use_sandbox(args) != 0:
+        return 1
+    plan = _build_plan(args)
     from screens.app import run_app  # the UI, imported only to start it
 
     return run_app(plan, istio_version=plan.meta["istio_version"]) or 0
