@@ -60,7 +60,9 @@ class Runner:
             self._cancelled.add(step_id)
             proc = self._procs.get(step_id)
             if proc is not None:
-                _signal_group(proc, signal.SIGTERM)
+                # SIGTERM, then SIGKILL after a grace period: a child that ignores TERM
+                # would otherwise hold the output pipe open for ever.
+                asyncio.ensure_future(_kill_group(proc))
             else:
                 task.cancel()
 
