@@ -1,0 +1,323 @@
+"""Pod pane: a live DataTable fed from a PodWatcher snapshot (ambient_tui.watch.pods).
+
+The pane never gets a callback per watch event. A timer (0.25 s) reads the provider's
+`version`; only when it changed does it take a `snapshot()` and merge it into the table by
+row key inside one batch update: rows added/removed as needed, `update_cell` only for the
+cells whose text changed. Ages are refreshed by a slower timer. Cell text goes into rich
+Text objects, so pod names and error messages are never parsed as markup.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input, Static
+
+from ambient_tui.watch.pods import RECONNECTING, Snapshot
+from ambient_tui.watch.rows import COLUMNS, PodRow, format_age, row_matches
+
+REFRESH = 0.25  # seconds between version checks
+AGE_REFRESH = 1.0
+
+HEADERS = {"namespace": "NAMESPACE", "name": "NAME", "ready": "READY", "status": "STATUS",
+           "restarts": "RST", "age": "AGE", "node": "NODE", "ambient": "MESH"}
+# The ambient column is shown short so all but NODE fit 80 columns: enrolled (namespace
+# label) -> yes, opted-out (pod label istio.io/dataplane-mode=none) -> out, none -> no.
+# Filters still match the long words (row_matches).
+AMBIENT_SHORT = {"enrolled": "yes", "opted-out": "out", "none": "no"}
+
+# Named ANSI colours: legible in 256 colours, ansi themes and over SSH without COLORTERM.
+GOOD = {"Running", "Completed", "Succeeded"}
+WAITING_PREFIXES = ("Init:", "Pending", "ContainerCreating", "PodInitializing", "NotReady")
+AMBIENT_STYLE = {"yes": "green", "out": "yellow", "no": "dim"}
+
+
+def status_style(status: str) -> str:
+    if status == "Running":
+        return "green"
+    if status in ("Completed", "Succeeded"):
+        return "dim"
+    if status == "Terminating":
+        return "magenta"
+    if status.startswith(WAITING_PREFIXES) and not status.startswith(("Init:Error", "Init:Crash", "Init:ImagePull", "Init:ErrImage", "Init:ExitCode", "Init:Signal")):
+        return "yellow"
+    return "bold red"
+
+
+def ready_style(ready: str) -> str:
+    n, _, m = ready.partition("/")
+    return "" if n == m else "yellow"
+
+
+class SnapshotProvider(Protocol):
+    @property
+    def version(self) -> int: ...
+    def snapshot(self) -> Snapshot: ...
+
+
+def _sort_value(row: PodRow, column: str):
+    if column == "restarts":
+        return row.restarts
+    if column == "age":
+        return -(row.created or 0.0)  # ascending age = newest first
+    if column == "ready":
+        n, _, m = row.ready.partition("/")
+        return (int(n or 0), int(m or 0)) if n.isdigit() and m.isdigit() else (0, 0)
+    return getattr(row, column)
+
+
+class PodsPane(Widget):
+    """Pods table + status line + `/` filter. `provider` is a PodWatcher or anything with
+    `version` and `snapshot()`; `now` is injectable so snapshots can freeze the clock."""
+
+    DEFAULT_CSS = """
+    PodsPane { height: 1fr; layout: vertical; }
+    PodsPane #pods-status { height: 1; padding: 0 1; }
+    PodsPane #pods-status.reconnecting { color: $warning; text-style: bold; }
+    PodsPane #pods-filter { display: none; height: 3; }
+    PodsPane #pods-filter.shown { display: block; }
+    PodsPane DataTable { height: 1fr; }
+    """
+
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", id="pods.filter"),
+        Binding("o", "cycle_sort", "Sort", id="pods.sort"),
+        Binding("O", "reverse_sort", "Reverse", id="pods.sort_reverse"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="pods.filter_clear"),
+    ]
+
+    def __init__(self, provider: SnapshotProvider, *, now: Callable[[], float] = time.time,
+                 interval: float = REFRESH, age_interval: float = AGE_REFRESH,
+                 name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.provider = provider
+        self.now = now
+        self.interval, self.age_interval = interval, age_interval
+        self.filter_text = ""
+        self.sort_column = "namespace"
+        self.sort_reverse = False
+        self._seen = -1
+        self._snap: Snapshot | None = None
+        self._shown: dict[tuple[str, str], PodRow] = {}   # rows in the table
+        self._cells: dict[tuple[str, str], tuple[str, ...]] = {}  # their current cell text
+        self.refreshes = 0  # merges done (tests, benchmarks)
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="pods-status")
+        yield Input(placeholder="filter: text, or a label selector k=v,k2!=v2", id="pods-filter")
+        table = DataTable(id="pods-table", cursor_type="row", zebra_stripes=False)
+        yield table
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for col in COLUMNS:
+            table.add_column(HEADERS[col], key=col)
+        self.refresh_now()
+        if self.screen.focused is None:
+            table.focus()
+        self.set_interval(self.interval, self._tick)
+        self.set_interval(self.age_interval, self._tick_ages)
+
+    # -- merging --
+    def _tick(self) -> None:
+        if self.provider.version != self._seen:
+            self.refresh_now()
+
+    def refresh_now(self, force: bool = False) -> None:
+        """Take a snapshot and merge it into the table (also after a filter/sort change)."""
+        snap = self.provider.snapshot()
+        self._seen = snap.version
+        self._snap = snap
+        self._merge(snap, force)
+        self._status(snap)
+
+    def _visible(self, snap: Snapshot) -> dict[tuple[str, str], PodRow]:
+        if not self.filter_text:
+            return snap.rows
+        return {k: r for k, r in snap.rows.items() if row_matches(r, self.filter_text)}
+
+    def _row_cells(self, row: PodRow, now: float) -> tuple[str, ...]:
+        cells = row.cells(now)
+        i = COLUMNS.index("ambient")
+        return cells[:i] + (AMBIENT_SHORT.get(cells[i], cells[i]),) + cells[i + 1:]
+
+    def _styled(self, column: str, value: str) -> Text:
+        if column == "status":
+            return Text(value, style=status_style(value))
+        if column == "ready":
+            return Text(value, style=ready_style(value))
+        if column == "ambient":
+            return Text(value, style=AMBIENT_STYLE.get(value, ""))
+        if column == "restarts" and value != "0":
+            return Text(value, style="yellow")
+        return Text(value)
+
+    def _merge(self, snap: Snapshot, force: bool = False) -> None:
+        table = self.query_one(DataTable)
+        want = self._visible(snap)
+        now = self.now()
+        resort = force
+        with self.app.batch_update():
+            for key in [k for k in self._shown if k not in want]:
+                table.remove_row(_rk(key))
+                del self._shown[key], self._cells[key]
+            for key, row in want.items():
+                old = self._shown.get(key)
+                if old is row:
+                    continue
+                cells = self._row_cells(row, now)
+                if old is None:
+                    table.add_row(*(self._styled(c, v) for c, v in zip(COLUMNS, cells)), key=_rk(key))
+                    resort = True
+                else:
+                    prev = self._cells[key]
+                    for i, (c, v) in enumerate(zip(COLUMNS, cells)):
+                        if prev[i] != v:
+                            table.update_cell(_rk(key), c, self._styled(c, v))
+                            if c == self.sort_column:
+                                resort = True
+                self._shown[key] = row
+                self._cells[key] = cells
+            if resort and self._shown:
+                self._sort(table)
+        self.refreshes += 1
+
+    def _sort(self, table: DataTable) -> None:
+        col, shown = self.sort_column, self._shown
+
+        def key(vals):
+            k = (vals[0].plain, vals[1].plain)
+            r = shown.get(k)
+            return (_sort_value(r, col), k) if r is not None else (0, k)
+        table.sort("namespace", "name", key=key, reverse=self.sort_reverse)
+
+    def _tick_ages(self) -> None:
+        if not self._shown:
+            return
+        table = self.query_one(DataTable)
+        now = self.now()
+        i = COLUMNS.index("age")
+        with self.app.batch_update():
+            for key, row in self._shown.items():
+                age = format_age(row.created, now)
+                cells = self._cells[key]
+                if cells[i] != age:
+                    table.update_cell(_rk(key), "age", Text(age))
+                    self._cells[key] = cells[:i] + (age,) + cells[i + 1:]
+
+    def _status(self, snap: Snapshot) -> None:
+        status = self.query_one("#pods-status", Static)
+        scope = "all namespaces" if snap.scope is None else ", ".join(snap.scope)
+        shown, total = len(self._shown), len(snap.rows)
+        count = f"{shown}/{total} pods" if self.filter_text else f"{total} pods"
+        line = Text()
+        if snap.state == RECONNECTING:
+            line.append("reconnecting… ", style="bold yellow")
+            if snap.last_error:
+                line.append(snap.last_error[:120], style="yellow")
+            line.append(" (rows are the last known)", style="dim")
+        else:
+            line.append(f"{snap.state}", style="green" if snap.state == "watching" else "yellow")
+            line.append(f" · {count} · {scope}")
+            if self.filter_text:
+                line.append(" · filter: ")
+                line.append(self.filter_text, style="bold")
+            arrow = "↓" if self.sort_reverse else "↑"
+            line.append(f" · sort {HEADERS[self.sort_column].lower()}{arrow}", style="dim")
+        for where, msg in sorted(snap.messages.items()):
+            line.append(" · ")
+            line.append(msg[:100], style="red")
+        status.update(line)
+        status.set_class(snap.state == RECONNECTING, "reconnecting")
+
+    # -- filter and sort --
+    def action_filter(self) -> None:
+        box = self.query_one("#pods-filter", Input)
+        box.add_class("shown")
+        box.value = self.filter_text
+        box.focus()
+
+    @on(Input.Submitted, "#pods-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.set_filter(event.value)
+        event.input.remove_class("shown")
+        self.query_one(DataTable).focus()
+
+    @on(Input.Changed, "#pods-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.set_filter(event.value)
+
+    def set_filter(self, text: str) -> None:
+        text = text.strip()
+        if text != self.filter_text:
+            self.filter_text = text
+            self.refresh_now(force=True)
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#pods-filter", Input)
+        box.remove_class("shown")
+        self.set_filter("")
+        self.query_one(DataTable).focus()
+
+    def set_sort(self, column: str, reverse: bool | None = None) -> None:
+        if column == self.sort_column and reverse is None:
+            reverse = not self.sort_reverse
+        self.sort_column, self.sort_reverse = column, bool(reverse)
+        if self._snap is not None:
+            self._sort(self.query_one(DataTable))
+            self._status(self._snap)
+
+    def action_cycle_sort(self) -> None:
+        i = COLUMNS.index(self.sort_column)
+        self.set_sort(COLUMNS[(i + 1) % len(COLUMNS)], False)
+
+    def action_reverse_sort(self) -> None:
+        self.set_sort(self.sort_column, not self.sort_reverse)
+
+    @on(DataTable.HeaderSelected)
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        self.set_sort(str(event.column_key.value))
+
+    # -- for tests and other panes --
+    def table_rows(self) -> list[tuple[str, ...]]:
+        """The table's rows as plain text, in display order."""
+        table = self.query_one(DataTable)
+        return [tuple(c.plain if isinstance(c, Text) else str(c) for c in table.get_row_at(i))
+                for i in range(table.row_count)]
+
+    @property
+    def selected_key(self) -> tuple[str, str] | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        ns, _, name = str(row_key.value).partition("/")
+        return (ns, name)
+
+
+def _rk(key: tuple[str, str]) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+class PodsScreen(Screen):
+    """A full-screen pod pane with a footer; escape goes back."""
+
+    BINDINGS = [Binding("q", "app.pop_screen", "Back", id="pods.back")]
+
+    def __init__(self, provider: SnapshotProvider, *, now: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.provider, self.now = provider, now
+
+    def compose(self) -> ComposeResult:
+        yield PodsPane(self.provider, now=self.now, id="pods")
+        yield Footer()

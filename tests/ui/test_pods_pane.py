@@ -1,0 +1,158 @@
+"""PodsPane with a snapshot provider (no cluster): merge by row key, filter, sort,
+reconnecting line, and one SVG snapshot at 80x24 with a frozen clock."""
+
+from __future__ import annotations
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable
+
+from ambient_tui.watch.pods import RECONNECTING, WATCHING, Snapshot
+from ambient_tui.watch.rows import parse_time, pod_row
+from screens.pods import PodsPane
+
+T0 = parse_time("2026-01-01T00:00:00Z")
+NOW = T0 + 3 * 3600 + 125  # frozen clock
+
+
+def pod(name, ns="demo", phase="Running", waiting=None, restarts=0, labels=None, created=0,
+        deleting=False, node="kwok-node-0"):
+    state = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
+    meta = {"name": name, "namespace": ns, "labels": labels or {},
+            "creationTimestamp": __import__("time").strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                             __import__("time").gmtime(T0 + created))}
+    if deleting:
+        meta["deletionTimestamp"] = meta["creationTimestamp"]
+    return {"metadata": meta, "spec": {"containers": [{"name": "c"}], "nodeName": node},
+            "status": {"phase": phase, "containerStatuses": [
+                {"name": "c", "ready": not waiting, "restartCount": restarts, "state": state}]}}
+
+
+NS = {"demo": {"istio.io/dataplane-mode": "ambient"}, "istio-system": {}}
+
+
+class Provider:
+    """A snapshot provider: what a PodWatcher exposes (version + snapshot()), set by the test."""
+
+    def __init__(self, pods, state=WATCHING, scope=("demo", "istio-system")):
+        self.version = 0
+        self.calls = 0
+        self.state, self.scope, self.error, self.messages = state, scope, "", {}
+        self.set(pods)
+
+    def set(self, pods, **kw):
+        self.rows = {}
+        for p in pods:
+            r = pod_row(p, NS.get(p["metadata"]["namespace"]))
+            self.rows[r.key] = r
+        for k, v in kw.items():
+            setattr(self, k, v)
+        self.version += 1
+
+    def snapshot(self):
+        self.calls += 1
+        return Snapshot(self.version, dict(self.rows), self.state, self.error,
+                        dict(self.messages), self.scope)
+
+
+PODS = [
+    pod("istiod-6d8f9c7b5-x2k4p", ns="istio-system", created=60),
+    pod("ztunnel-4mzqv", ns="istio-system", created=90),
+    pod("web-7c9d8-abcde", labels={"app": "web"}, created=3 * 3600),
+    pod("db-0", labels={"app": "db", "istio.io/dataplane-mode": "none"}, restarts=4,
+        waiting="CrashLoopBackOff", created=600),
+    pod("api-5f6-[bold]x", labels={"app": "api"}, waiting="ContainerCreating", created=3 * 3600 + 100),
+    pod("old-1", deleting=True, created=0),
+]
+
+
+class PaneApp(App):
+    def __init__(self, provider, **kw):
+        super().__init__()
+        self.provider, self.kw = provider, kw
+
+    def compose(self) -> ComposeResult:
+        yield PodsPane(self.provider, now=lambda: NOW, interval=0.05, **self.kw)
+
+
+def names(pane):
+    return [r[1] for r in pane.table_rows()]
+
+
+@pytest.mark.asyncio
+async def test_merge_filter_sort_and_reconnecting():
+    provider = Provider(PODS)
+    app = PaneApp(provider)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(PodsPane)
+        await pilot.pause(0.1)
+        rows = {r[1]: r for r in pane.table_rows()}
+        assert len(rows) == 6
+        assert rows["db-0"][2:] == ("0/1", "CrashLoopBackOff", "4", "172m", "out", "kwok-node-0")
+        assert rows["web-7c9d8-abcde"][5] == "2m5s" and rows["web-7c9d8-abcde"][6] == "yes"
+        assert rows["old-1"][3] == "Terminating"
+        assert rows["istiod-6d8f9c7b5-x2k4p"][6] == "no"
+        assert rows["api-5f6-[bold]x"][1] == "api-5f6-[bold]x"  # escaped: shown literally
+
+        # No new version: no new snapshot taken.
+        calls = provider.calls
+        await pilot.pause(0.2)
+        assert provider.calls == calls
+
+        # Changes merge by row key: one removed, one added, one cell changed.
+        table = pane.query_one(DataTable)
+        changed = [p for p in PODS if p["metadata"]["name"] != "old-1"]
+        changed[2] = pod("web-7c9d8-abcde", labels={"app": "web"}, created=3 * 3600, restarts=1)
+        changed.append(pod("web-7c9d8-fghij", labels={"app": "web"}, created=3 * 3600 + 120))
+        provider.set(changed)
+        await pilot.pause(0.15)
+        rows = {r[1]: r for r in pane.table_rows()}
+        assert "old-1" not in rows and "web-7c9d8-fghij" in rows
+        assert rows["web-7c9d8-abcde"][4] == "1"
+        assert table.row_count == 6 == len(set(names(pane)))
+
+        # Sort: default namespace then name; `o` cycles to name; header click sorts by column.
+        assert names(pane)[0].startswith("api-")
+        table.focus()
+        await pilot.press("o")
+        assert app.focused is table and pane.sort_column == "name"
+        assert names(pane) == sorted(names(pane))
+        pane.set_sort("restarts", reverse=True)
+        await pilot.pause()
+        assert names(pane)[0] == "db-0"
+        pane.set_sort("age", reverse=False)
+        await pilot.pause()
+        assert names(pane)[0] == "web-7c9d8-fghij"  # newest first
+
+        # `/` filter: text, then a label selector, then escape clears.
+        table.focus()
+        await pilot.press("slash")
+        await pilot.press(*"crash")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert names(pane) == ["db-0"]
+        await pilot.press("slash")
+        await pilot.press("ctrl+a", "ctrl+k", *"app=web")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert sorted(names(pane)) == ["web-7c9d8-abcde", "web-7c9d8-fghij"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(names(pane)) == 6
+
+        # Reconnecting is visible, with the error; rows stay.
+        provider.set(changed, state=RECONNECTING, error="pods/demo: connection refused")
+        await pilot.pause(0.15)
+        status = str(pane.query_one("#pods-status").render())
+        assert "reconnecting…" in status and "connection refused" in status
+        assert len(names(pane)) == 6
+
+        # A forbidden namespace is a message, not a crash.
+        provider.set(changed, state=WATCHING, messages={"secret": "forbidden: pods in namespace secret"})
+        await pilot.pause(0.15)
+        assert "forbidden: pods in namespace secret" in str(pane.query_one("#pods-status").render())
+
+
+def test_pods_pane_snapshot(snap_compare):
+    provider = Provider(PODS)
+    assert snap_compare(PaneApp(provider), terminal_size=(80, 24))
