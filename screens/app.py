@@ -1,0 +1,87 @@
+"""The Textual app: a header (context, Istio version, dry-run), the main screen, a footer.
+
+`AmbientApp` takes a ready Plan so tests can drive plans of real local commands; the CLI
+builds the install plan and calls `run_app`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from ambient_tui.engine.plan import Plan
+from screens.keymap import KeymapError, keymap_path as default_keymap_path, load_keymap
+from screens.main import COMMANDS, MainScreen
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+# Benchmarks set this so the process exits right after the first complete frame.
+BENCH_EXIT_ENV = "AMBIENT_TUI_EXIT_AFTER_FIRST_FRAME"
+
+
+class AmbientApp(App):
+    CSS_PATH = str(ASSETS / "app.tcss")
+    TITLE = "ambient-tui"
+
+    def __init__(self, plan: Plan, runner: Any = None, *, context: str = "",
+                 istio_version: str = "", keymap_path: Path | None = None,
+                 namespace: str = "default", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.context = context or plan.meta.get("context", "")
+        if runner is None:
+            from ambient_tui.engine.journal import Journal
+            from ambient_tui.engine.runner import Runner
+
+            # The journal file opens on the first write; an unwritable state directory
+            # becomes a visible worker error when a run starts, not a crash here.
+            runner = Runner(plan, journal=Journal.for_cluster(self.context or "default"))
+        self.runner = runner
+        self.istio_version = istio_version or plan.meta.get("istio_version", "")
+        self.keymap_path = keymap_path
+        self.namespace = namespace
+        self.refresh_title()
+
+    def refresh_title(self) -> None:
+        parts = [f"context: {self.context or 'none'}"]
+        if self.istio_version:
+            parts.append(f"Istio {self.istio_version}")
+        if getattr(self.runner, "dry_run", False):
+            parts.append("DRY-RUN")
+        self.sub_title = " · ".join(parts)
+
+    def get_default_screen(self) -> Screen:
+        return MainScreen(self.plan, self.runner, namespace=self.namespace)
+
+    def on_mount(self) -> None:
+        self.load_user_keymap()
+        if os.environ.get(BENCH_EXIT_ENV):
+            self.call_after_refresh(self.exit)
+
+    def load_user_keymap(self) -> None:
+        path = self.keymap_path or default_keymap_path()
+        try:
+            keymap = load_keymap(path)
+        except KeymapError as exc:
+            self.notify(f"{exc}; using the default keys.", title="Keymap ignored",
+                        severity="error", markup=False, timeout=10)
+            return
+        if keymap:
+            self.set_keymap(keymap)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, MainScreen):
+            keys = {binding_id: shown for shown, _d, binding_id in screen.help_rows()}
+            for binding_id, action, description in COMMANDS:
+                yield SystemCommand(description, f"key {keys[binding_id]}  ·  {binding_id}",
+                                    getattr(screen, f"action_{action}"))
+
+
+def run_app(plan: Plan, **kwargs: Any) -> Any:
+    """Start the TUI on `plan` (used by cli.py); returns the app's return value."""
+    return AmbientApp(plan, **kwargs).run()

@@ -1,0 +1,103 @@
+"""Widgets of the main screen: the step checklist and the bounded output pane."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterable
+
+from rich.text import Text
+from textual.widgets import Log, OptionList
+from textual.widgets.option_list import Option
+
+from ambient_tui.engine.plan import Plan, Step, StepState
+
+# glyph, style per state; colour is never the only signal (each state has its own glyph).
+STATE_LOOK: dict[StepState, tuple[str, str]] = {
+    StepState.PENDING: ("·", "dim"),
+    StepState.RUNNING: ("▶", "bold yellow"),
+    StepState.SUCCEEDED: ("✔", "green"),
+    StepState.WARNED: ("!", "bold dark_orange"),
+    StepState.FAILED: ("✘", "bold red"),
+    StepState.SKIPPED: ("»", "cyan"),
+    StepState.CANCELLED: ("■", "magenta"),
+}
+
+PHASE_PREFIX = "phase:"
+MAX_OUTPUT_LINES = 5000
+
+
+def step_prompt(step: Step) -> Text:
+    glyph, style = STATE_LOOK.get(step.state, ("?", ""))
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f" {glyph} ", style=style)
+    text.append(step.title)  # plain text: titles are never parsed as markup
+    if step.state not in (StepState.PENDING, StepState.RUNNING, StepState.SUCCEEDED):
+        text.append(f" {step.state.value}", style=style)
+    return text
+
+
+class StepChecklist(OptionList):
+    """Phases (disabled headers) and their steps; the option id of a step is its step id."""
+
+    def __init__(self, plan: Plan, **kwargs) -> None:
+        super().__init__(*self._options(plan), **kwargs)
+        self.plan = plan
+
+    @staticmethod
+    def _options(plan: Plan) -> Iterable[Option]:
+        for phase in plan.phases:
+            yield Option(Text(phase.title, style="bold", no_wrap=True, overflow="ellipsis"),
+                         id=PHASE_PREFIX + phase.id, disabled=True)
+            for step in phase.steps:
+                yield Option(step_prompt(step), id=step.id)
+
+    def on_mount(self) -> None:
+        # Start on the first step, not on a phase header.
+        for index, option in enumerate(self.options):
+            if not option.disabled:
+                self.highlighted = index
+                break
+
+    @property
+    def selected_step_id(self) -> str | None:
+        option = self.highlighted_option
+        if option is None or option.disabled or option.id is None:
+            return None
+        return option.id
+
+    def refresh_step(self, step: Step) -> None:
+        self.replace_option_prompt(step.id, step_prompt(step))
+
+
+class OutputPane(Log):
+    """Bounded plain-text log: lines are never parsed as markup, so `[` from helm is safe."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_lines=MAX_OUTPUT_LINES, highlight=False, **kwargs)
+
+    def _update_maximum_width(self, updates: int, size: int) -> None:
+        # Log measures new lines' width in a thread; when the width changes, Textual 8.2.8
+        # can leave rows painted while the log was empty. Repaint the whole pane (at most
+        # once per flush tick, since output is written in batches).
+        super()._update_maximum_width(updates, size)
+        self.refresh()
+
+
+class OutputBuffers:
+    """Per-step bounded tails, so switching steps shows that step's recent output."""
+
+    def __init__(self, max_lines: int = MAX_OUTPUT_LINES) -> None:
+        self.max_lines = max_lines
+        self._tails: dict[str, deque[str]] = {}
+
+    def append(self, step_id: str, line: str) -> None:
+        tail = self._tails.get(step_id)
+        if tail is None:
+            tail = self._tails[step_id] = deque(maxlen=self.max_lines)
+        tail.append(line)
+
+    def clear(self, step_id: str) -> None:
+        self._tails.pop(step_id, None)
+
+    def lines(self, step_id: str) -> list[str]:
+        return list(self._tails.get(step_id, ()))
