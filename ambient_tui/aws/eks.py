@@ -1,0 +1,127 @@
+"""STS identity, the EKS cluster and the vpc-cni add-on, through boto3 (imported lazily).
+
+Endpoints come from boto3's own configuration (AWS_ENDPOINT_URL, profiles); there is no
+test-only code path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+
+EKS_ARN = re.compile(r"^arn:aws[a-z-]*:eks:([a-z0-9-]+):(\d+):cluster/(.+)$")
+TIMEOUTS = {"connect_timeout": 5, "read_timeout": 15, "retries": {"max_attempts": 1}}
+
+
+class AwsError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    name: str
+    region: str | None
+
+
+def cluster_from_context(context: str, kubeconfig: dict | None = None) -> ClusterRef | None:
+    """The EKS cluster behind a kube context: its ARN name, or `--cluster-name` in the exec args."""
+    m = EKS_ARN.match(context or "")
+    if m:
+        return ClusterRef(m.group(3), m.group(1))
+    for ctx in (kubeconfig or {}).get("contexts") or []:
+        if ctx.get("name") != context:
+            continue
+        user = (ctx.get("context") or {}).get("user")
+        for u in (kubeconfig or {}).get("users") or []:
+            if u.get("name") != user:
+                continue
+            args = ((u.get("user") or {}).get("exec") or {}).get("args") or []
+            name = region = None
+            for i, a in enumerate(args[:-1]):
+                if a in ("--cluster-name", "-i", "--cluster-id"):
+                    name = args[i + 1]
+                if a == "--region":
+                    region = args[i + 1]
+            if name:
+                return ClusterRef(name, region)
+    return None
+
+
+def aws_configured() -> bool:
+    """Whether boto3 would find credentials (env, profile, SSO...)."""
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+    if any(os.environ.get(k) for k in keys):
+        return True
+    home = os.path.expanduser("~/.aws")
+    return os.path.exists(os.path.join(home, "credentials")) or os.path.exists(os.path.join(home, "config"))
+
+
+def _client(service: str, region: str | None):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(service, region_name=region, config=Config(**TIMEOUTS))
+
+
+def _err(what: str, e: Exception) -> AwsError:
+    code = getattr(e, "response", {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
+    return AwsError(f"{what}: {code or type(e).__name__}: {str(e)[:200]}")
+
+
+def identity(region: str | None = None) -> dict:
+    try:
+        return _client("sts", region).get_caller_identity()
+    except Exception as e:  # noqa: BLE001
+        raise _err("sts:GetCallerIdentity", e) from None
+
+
+def describe_cluster(name: str, region: str | None) -> dict:
+    try:
+        return _client("eks", region).describe_cluster(name=name)["cluster"]
+    except Exception as e:  # noqa: BLE001
+        raise _err(f"eks:DescribeCluster {name}", e) from None
+
+
+def describe_vpc_cni_addon(cluster: str, region: str | None) -> dict | None:
+    """The managed vpc-cni add-on, or None when the VPC CNI is self-managed."""
+    client = _client("eks", region)
+    try:
+        return client.describe_addon(clusterName=cluster, addonName="vpc-cni")["addon"]
+    except client.exceptions.ResourceNotFoundException:
+        return None
+    except Exception as e:  # noqa: BLE001
+        raise _err(f"eks:DescribeAddon {cluster}/vpc-cni", e) from None
+
+
+def addon_config(addon: dict | None) -> dict:
+    """The add-on's configurationValues (JSON or YAML) as a dict."""
+    text = (addon or {}).get("configurationValues") or ""
+    if not text.strip():
+        return {}
+    try:
+        v = json.loads(text)
+    except ValueError:
+        import yaml
+        v = yaml.safe_load(text)
+    return v if isinstance(v, dict) else {}
+
+
+def update_vpc_cni_env(cluster: str, region: str | None, env: dict[str, str]) -> list[str]:
+    """UpdateAddon vpc-cni with the env vars merged into its current configurationValues."""
+    client = _client("eks", region)
+    addon = describe_vpc_cni_addon(cluster, region)
+    if addon is None:
+        raise AwsError(f"vpc-cni is not a managed add-on of {cluster}; patch the DaemonSet instead")
+    cfg = addon_config(addon)
+    cfg.setdefault("env", {}).update(env)
+    try:
+        r = client.update_addon(clusterName=cluster, addonName="vpc-cni",
+                                configurationValues=json.dumps(cfg), resolveConflicts="PRESERVE")
+    except Exception as e:  # noqa: BLE001
+        raise _err(f"eks:UpdateAddon {cluster}/vpc-cni", e) from None
+    upd = r.get("update", {})
+    return [f"UpdateAddon vpc-cni: update {upd.get('id', '?')} {upd.get('status', '')}".strip(),
+            f"configurationValues: {json.dumps(cfg, sort_keys=True)}"]

@@ -1,0 +1,81 @@
+"""A preflight check's result, and the context the checks share."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+
+PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+STATUSES = (PASS, WARN, FAIL, SKIP)
+
+
+@dataclass
+class Check:
+    id: str
+    title: str
+    status: str
+    detail: str = ""
+    fix: str = ""
+    # Seconds the check took; not part of the JSON contract's required keys.
+    elapsed: float = 0.0
+    # Machine-readable findings for plans and the TUI (e.g. gateway_api_present).
+    data: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"check {self.id}: status {self.status!r} not in {STATUSES}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["elapsed"] = round(self.elapsed, 3)
+        return d
+
+
+class Skip(Exception):
+    """Raised inside a check: the check does not apply (message says why)."""
+
+
+class CheckContext:
+    """Shared inputs; cluster access is established once (thread-safe) and reused."""
+
+    def __init__(self, settings, kubeconfig: str | None = None, context: str | None = None,
+                 env: dict | None = None, catalog=None) -> None:
+        from ambient_tui import catalog as catalog_mod
+
+        self.settings = settings
+        self.kubeconfig = kubeconfig
+        self.context = context or getattr(settings, "context", None)
+        self.env = env
+        self.catalog = catalog or catalog_mod.load()
+        self.release, self.version = self.catalog.resolve(settings.istio_version)
+        self._lock = threading.Lock()
+        self._client = None
+        self._client_error = None
+        self._server_version = None
+
+    def client(self):
+        """The KubeClient after one successful call, or raises ClusterAccessError."""
+        from ambient_tui.cluster.client import load_client
+
+        with self._lock:
+            if self._client is None and self._client_error is None:
+                try:
+                    c = load_client(self.kubeconfig, self.context)
+                    self._server_version = c.server_version()
+                    self._client = c
+                except Exception as e:  # noqa: BLE001 - kept and re-raised to every caller
+                    self._client_error = e
+            if self._client_error is not None:
+                raise self._client_error
+            return self._client
+
+    def cluster(self):
+        """Like client(), but a check that needs the cluster is skipped when it is unreachable."""
+        try:
+            return self.client()
+        except Exception as e:  # noqa: BLE001
+            raise Skip(f"cluster not reachable ({getattr(e, 'kind', type(e).__name__)}); see cluster-access") from None
+
+    @property
+    def server_version(self) -> str | None:
+        return self._server_version

@@ -1,0 +1,195 @@
+"""VPC CNI and security groups for pods: the facts, the decision, and the fix as engine steps.
+
+Security groups for pods apply only with ENABLE_POD_ENI=true on kube-system/aws-node and at
+least one SecurityGroupPolicy. Then POD_SECURITY_GROUP_ENFORCING_MODE=strict misroutes the
+kubelet probes ztunnel answers from 169.254.7.127 (aws/amazon-vpc-cni-k8s#2797, istio/istio
+53105): fatal without the branch-ENI probe fix (Istio 1.28.7, 1.29.3, 1.30.0+), worth a warning
+with it. The VPC CNI's default for an unset POD_SECURITY_GROUP_ENFORCING_MODE is strict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ambient_tui.checks.model import FAIL, PASS, SKIP, WARN, Check
+from ambient_tui.engine.plan import ApiCall, Phase, Plan, Step
+
+CHECK_ID = "vpc-cni"
+TITLE = "VPC CNI and security groups for pods"
+MODE_VAR = "POD_SECURITY_GROUP_ENFORCING_MODE"
+DEFAULT_MODE = "strict"
+BRANCH_ENI_ANNOTATION = "vpc.amazonaws.com/pod-eni"
+
+
+@dataclass
+class VpcCniFacts:
+    aws_node: bool
+    pod_eni: bool = False
+    sgp_count: int = 0
+    enforcing_mode: str | None = None  # None: unset, which the VPC CNI treats as strict
+    managed: bool | None = None  # None: unknown (no AWS access)
+    network_policy: bool = False
+    cluster: str | None = None
+    region: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def mode(self) -> str:
+        return (self.enforcing_mode or DEFAULT_MODE).strip().lower()
+
+
+def env_of(daemonset) -> dict[str, str]:
+    """Env vars of the aws-node container of a V1DaemonSet (or a dict)."""
+    if isinstance(daemonset, dict):
+        containers = daemonset["spec"]["template"]["spec"]["containers"]
+        c = next((c for c in containers if c.get("name") == "aws-node"), containers[0])
+        return {e["name"]: e.get("value") or "" for e in c.get("env") or []}
+    containers = daemonset.spec.template.spec.containers
+    c = next((c for c in containers if c.name == "aws-node"), containers[0])
+    return {e.name: e.value or "" for e in c.env or []}
+
+
+def nodeagent_network_policy(daemonset) -> bool:
+    """True when the aws-eks-nodeagent container runs with --enable-network-policy=true."""
+    if isinstance(daemonset, dict):
+        cs = [(c.get("name"), c.get("args") or []) for c in daemonset["spec"]["template"]["spec"]["containers"]]
+    else:
+        cs = [(c.name, c.args or []) for c in daemonset.spec.template.spec.containers]
+    return any(n == "aws-eks-nodeagent" and "--enable-network-policy=true" in args for n, args in cs)
+
+
+def fix_text(facts: VpcCniFacts) -> str:
+    if facts.managed:
+        cfg = json.dumps({"env": {MODE_VAR: "standard"}})
+        return (f"aws eks update-addon --cluster-name {facts.cluster or 'CLUSTER'} --addon-name vpc-cni "
+                f"--configuration-values '{cfg}' --resolve-conflicts PRESERVE "
+                "(managed add-on: not kubectl set env, which the next add-on update reverts); "
+                "then restart pods with branch ENIs")
+    return (f"kubectl -n kube-system set env daemonset/aws-node {MODE_VAR}=standard; "
+            "then restart pods with branch ENIs")
+
+
+def decide(facts: VpcCniFacts, release, version: str) -> Check:
+    """The vpc-cni check from gathered facts (pure: unit-tested)."""
+    if not facts.aws_node:
+        return Check(CHECK_ID, TITLE, SKIP, "no daemonset kube-system/aws-node: not the Amazon VPC CNI")
+    kind = {True: "EKS managed add-on", False: "self-managed", None: "managed/self-managed unknown"}[facts.managed]
+    parts = [f"aws-node present ({kind})", f"ENABLE_POD_ENI={'true' if facts.pod_eni else 'false'}",
+             f"SecurityGroupPolicies: {facts.sgp_count}",
+             f"{MODE_VAR}={facts.enforcing_mode if facts.enforcing_mode else 'unset (strict)'}",
+             f"enableNetworkPolicy={'true' if facts.network_policy else 'false'}"]
+    parts += facts.notes
+    status, fix = PASS, ""
+    sg_active = facts.pod_eni and facts.sgp_count > 0
+    if sg_active and facts.mode == "strict":
+        fix = fix_text(facts)
+        if release.has_branch_eni_probe_fix(version):
+            status = WARN
+            parts.append(f"strict mode with security groups for pods: Istio {version} routes branch-ENI "
+                         "probes over the veth (AMBIENT_ENABLE_AWS_BRANCH_ENI_PROBE), so this is no "
+                         "longer fatal; standard mode is still recommended")
+        else:
+            status = FAIL
+            parts.append(f"strict mode with security groups for pods breaks ztunnel's kubelet probes on "
+                         f"Istio {version} (no branch-ENI probe fix; it arrived in 1.28.7, 1.29.3, 1.30.0); "
+                         "set standard mode or choose a newer Istio")
+    if facts.network_policy:
+        if status == PASS:
+            status = WARN
+        parts.append("the VPC CNI network policy agent enforces NetworkPolicies: allow TCP 15008 (HBONE) into "
+                     "enrolled pods and kubelet probes from 169.254.7.127/32")
+    return Check(CHECK_ID, TITLE, status, "; ".join(parts), fix,
+                 data={"managed": facts.managed, "pod_eni": facts.pod_eni, "sgp_count": facts.sgp_count,
+                       "enforcing_mode": facts.enforcing_mode, "network_policy": facts.network_policy})
+
+
+def gather(kube, cluster: str | None = None, region: str | None = None, aws: bool = False) -> VpcCniFacts:
+    """Read the facts from the cluster (and EKS when `aws` and a cluster name are given)."""
+    ds = kube.get_daemonset("kube-system", "aws-node")
+    if ds is None:
+        return VpcCniFacts(aws_node=False)
+    env = env_of(ds)
+    facts = VpcCniFacts(aws_node=True, pod_eni=env.get("ENABLE_POD_ENI", "false").lower() == "true",
+                        enforcing_mode=env.get(MODE_VAR) or None,
+                        network_policy=nodeagent_network_policy(ds), cluster=cluster, region=region)
+    facts.sgp_count = len(kube.list_security_group_policies())
+    if aws and cluster:
+        from ambient_tui.aws import eks
+        try:
+            addon = eks.describe_vpc_cni_addon(cluster, region)
+            facts.managed = addon is not None
+            cfg = eks.addon_config(addon)
+            if str(cfg.get("enableNetworkPolicy", "")).lower() == "true":
+                facts.network_policy = True
+        except eks.AwsError as e:
+            facts.notes.append(f"add-on unknown: {e}")
+    else:
+        facts.notes.append("no AWS access: managed add-on or self-managed unknown")
+    return facts
+
+
+# -- the fix, as engine steps ---------------------------------------------------------------
+
+def _selector_matches(selector: dict | None, labels: dict | None) -> bool:
+    want = (selector or {}).get("matchLabels") or {}
+    labels = labels or {}
+    return all(labels.get(k) == v for k, v in want.items())
+
+
+def pods_needing_restart(kube) -> list[str]:
+    """ns/name of pods with a branch ENI, or selected by a SecurityGroupPolicy."""
+    sgps = kube.list_security_group_policies()
+    by_ns: dict[str, list[dict]] = {}
+    for p in sgps:
+        by_ns.setdefault(p["metadata"]["namespace"], []).append(p)
+    out = []
+    for pod in kube.list_pods():
+        meta = pod.metadata
+        if (meta.annotations or {}).get(BRANCH_ENI_ANNOTATION) or any(
+                _selector_matches((p.get("spec") or {}).get("podSelector"), meta.labels)
+                for p in by_ns.get(meta.namespace, [])):
+            out.append(f"{meta.namespace}/{meta.name}")
+    return sorted(out)
+
+
+def enforcing_mode_fix_steps(kube, managed: bool, cluster: str | None = None,
+                             region: str | None = None) -> list[Step]:
+    """Set POD_SECURITY_GROUP_ENFORCING_MODE=standard the right way, then list pods to restart."""
+    if managed:
+        if not cluster:
+            raise ValueError("the managed add-on fix needs the EKS cluster name")
+        from ambient_tui.aws import eks
+        cfg = json.dumps({"env": {MODE_VAR: "standard"}})
+        set_step = Step(
+            "fix-sg-enforcing-mode", f"vpc-cni add-on: {MODE_VAR}=standard (UpdateAddon)",
+            api=ApiCall(f"EKS UpdateAddon {cluster}/vpc-cni configurationValues merge {cfg}",
+                        lambda: eks.update_vpc_cni_env(cluster, region, {MODE_VAR: "standard"})),
+            timeout=120)
+    else:
+        def patch() -> list[str]:
+            kube.set_daemonset_env("kube-system", "aws-node", "aws-node", {MODE_VAR: "standard"})
+            return [f"patched daemonset kube-system/aws-node: {MODE_VAR}=standard"]
+        set_step = Step(
+            "fix-sg-enforcing-mode", f"aws-node: {MODE_VAR}=standard (DaemonSet env)",
+            api=ApiCall(f"PATCH apps/v1 DaemonSet kube-system/aws-node env {MODE_VAR}=standard", patch),
+            timeout=60)
+
+    def restart_list() -> list[str]:
+        pods = pods_needing_restart(kube)
+        if not pods:
+            return ["no pods with branch ENIs need a restart"]
+        return [f"restart to apply standard mode: {p}" for p in pods] + [
+            "e.g. kubectl -n NS rollout restart deployment/NAME for their owners"]
+
+    list_step = Step("list-pods-to-restart", "pods with branch ENIs that need a restart",
+                     api=ApiCall("LIST v1 Pods (annotation vpc.amazonaws.com/pod-eni or SecurityGroupPolicy "
+                                 "podSelector)", restart_list), timeout=60)
+    return [set_step, list_step]
+
+
+def enforcing_mode_fix_plan(kube, managed: bool, cluster: str | None = None, region: str | None = None) -> Plan:
+    return Plan(title="Security groups for pods: standard enforcing mode",
+                phases=[Phase("fix-vpc-cni", "VPC CNI enforcing mode",
+                              enforcing_mode_fix_steps(kube, managed, cluster, region))],
+                meta={"managed_addon": str(managed).lower()})

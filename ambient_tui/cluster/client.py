@@ -1,0 +1,210 @@
+"""A thin kubernetes client made from a kubeconfig and context, with a timeout on every call.
+
+`kubernetes` is imported inside functions so the CLI and TUI start without it. Failures to
+reach the cluster become ClusterAccessError with a `kind` (unknown-context, no-kubeconfig,
+unreachable, unauthorized, forbidden, error) and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 15
+
+
+class ClusterAccessError(RuntimeError):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def kubeconfig_path(kubeconfig: str | None = None) -> str:
+    if kubeconfig:
+        return kubeconfig
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return env.split(os.pathsep)[0]
+    return str(Path.home() / ".kube" / "config")
+
+
+def read_kubeconfig(path: str) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ClusterAccessError("no-kubeconfig", f"no kubeconfig at {path}; set KUBECONFIG or run "
+                                 "`aws eks update-kubeconfig --name CLUSTER`") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise ClusterAccessError("no-kubeconfig", f"cannot read kubeconfig {path}: {e}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def resolve_context(data: dict, context: str | None, path: str) -> tuple[str, str]:
+    """(context name, server URL) or ClusterAccessError('unknown-context')."""
+    contexts = {c.get("name"): c.get("context") or {} for c in data.get("contexts") or []}
+    name = context or data.get("current-context")
+    if not name:
+        raise ClusterAccessError("unknown-context", f"kubeconfig {path} has no current-context; "
+                                 f"pass --context (known: {', '.join(sorted(contexts)) or 'none'})")
+    if name not in contexts:
+        raise ClusterAccessError("unknown-context", f"context {name!r} is not in kubeconfig {path}; "
+                                 f"known contexts: {', '.join(sorted(map(str, contexts))) or 'none'}")
+    cluster = contexts[name].get("cluster")
+    servers = {c.get("name"): (c.get("cluster") or {}).get("server", "") for c in data.get("clusters") or []}
+    return name, servers.get(cluster, "")
+
+
+def api_error(e: Exception, what: str, server: str = "") -> ClusterAccessError:
+    """Turn a kubernetes/urllib3 exception into a ClusterAccessError."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(e, ClusterAccessError):
+        return e
+    if isinstance(e, ApiException):
+        if e.status == 401:
+            return ClusterAccessError("unauthorized", f"{what}: the API server rejected the credentials "
+                                      "(401 Unauthorized): the token is expired or invalid; refresh it "
+                                      "(`aws eks update-kubeconfig --name CLUSTER`, or `aws eks get-token`)")
+        if e.status == 403:
+            return ClusterAccessError("forbidden", f"{what}: forbidden (403) for this user")
+        if e.status == 404:
+            return ClusterAccessError("not-found", f"{what}: not found (404)")
+        return ClusterAccessError("error", f"{what}: HTTP {e.status} {e.reason}")
+    text = str(e)
+    return ClusterAccessError("unreachable", f"{what}: API server {server or ''} is unreachable "
+                              f"({type(e).__name__}: {text.splitlines()[0][:160] if text else ''}); "
+                              "check the network/VPN and the endpoint's public/private access")
+
+
+class KubeClient:
+    """Blocking calls; run them in a thread. Every call carries a (connect, read) timeout."""
+
+    def __init__(self, api_client, context: str, server: str) -> None:
+        self.api_client = api_client
+        self.context = context
+        self.server = server
+        self.timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
+
+    # typed API groups ----------------------------------------------------------------------
+    @property
+    def core(self):
+        from kubernetes import client
+        return client.CoreV1Api(self.api_client)
+
+    @property
+    def apps(self):
+        from kubernetes import client
+        return client.AppsV1Api(self.api_client)
+
+    @property
+    def custom(self):
+        from kubernetes import client
+        return client.CustomObjectsApi(self.api_client)
+
+    @property
+    def ext(self):
+        from kubernetes import client
+        return client.ApiextensionsV1Api(self.api_client)
+
+    def call(self, what: str, fn, *args, **kw):
+        kw.setdefault("_request_timeout", self.timeout)
+        try:
+            return fn(*args, **kw)
+        except Exception as e:  # noqa: BLE001 - every failure becomes an actionable message
+            raise api_error(e, what, self.server) from None
+
+    # reads -----------------------------------------------------------------------------------
+    def server_version(self) -> str:
+        from kubernetes import client
+        info = self.call("reading the server version", client.VersionApi(self.api_client).get_code)
+        return info.git_version
+
+    def get_daemonset(self, ns: str, name: str):
+        """The DaemonSet, or None when absent."""
+        try:
+            return self.call(f"reading daemonset {ns}/{name}", self.apps.read_namespaced_daemon_set, name, ns)
+        except ClusterAccessError as e:
+            if e.kind == "not-found":
+                return None
+            raise
+
+    def get_namespace(self, name: str):
+        try:
+            return self.call(f"reading namespace {name}", self.core.read_namespace, name)
+        except ClusterAccessError as e:
+            if e.kind == "not-found":
+                return None
+            raise
+
+    def get_crd(self, name: str):
+        try:
+            return self.call(f"reading CRD {name}", self.ext.read_custom_resource_definition, name)
+        except ClusterAccessError as e:
+            if e.kind == "not-found":
+                return None
+            raise
+
+    def list_crds(self) -> list:
+        return self.call("listing CRDs", self.ext.list_custom_resource_definition).items
+
+    def list_security_group_policies(self) -> list[dict]:
+        """Every SecurityGroupPolicy; [] when the CRD is not installed."""
+        try:
+            out = self.call("listing SecurityGroupPolicies", self.custom.list_cluster_custom_object,
+                            "vpcresources.k8s.aws", "v1beta1", "securitygrouppolicies")
+        except ClusterAccessError as e:
+            if e.kind == "not-found":
+                return []
+            raise
+        return out.get("items", [])
+
+    def list_namespaces(self) -> list:
+        return self.call("listing namespaces", self.core.list_namespace).items
+
+    def list_nodes(self) -> list:
+        return self.call("listing nodes", self.core.list_node).items
+
+    def list_pods(self, namespace: str | None = None, label_selector: str = "") -> list:
+        if namespace:
+            return self.call(f"listing pods in {namespace}", self.core.list_namespaced_pod, namespace,
+                             label_selector=label_selector).items
+        return self.call("listing pods", self.core.list_pod_for_all_namespaces,
+                         label_selector=label_selector).items
+
+    def can_i(self, verb: str, resource: str, group: str = "", namespace: str | None = None) -> tuple[bool, str]:
+        from kubernetes import client
+        body = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(
+                verb=verb, resource=resource, group=group, namespace=namespace)))
+        api = client.AuthorizationV1Api(self.api_client)
+        r = self.call("SelfSubjectAccessReview", api.create_self_subject_access_review, body)
+        return bool(r.status.allowed), (r.status.reason or "")
+
+    # writes ----------------------------------------------------------------------------------
+    def set_daemonset_env(self, ns: str, name: str, container: str, env: dict[str, str]) -> None:
+        """Strategic-merge patch of env vars on one container (merged by name)."""
+        body = {"spec": {"template": {"spec": {"containers": [
+            {"name": container, "env": [{"name": k, "value": v} for k, v in env.items()]}]}}}}
+        self.call(f"patching daemonset {ns}/{name}", self.apps.patch_namespaced_daemon_set, name, ns, body,
+                  field_manager="ambient-tui")
+
+
+def load_client(kubeconfig: str | None = None, context: str | None = None) -> KubeClient:
+    """A client for the context (default: current-context). Does not contact the server."""
+    path = kubeconfig_path(kubeconfig)
+    data = read_kubeconfig(path)
+    name, server = resolve_context(data, context, path)
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config(config_file=path, context=name, client_configuration=cfg,
+                                persist_config=False)
+    except Exception as e:  # noqa: BLE001 - ConfigException, exec plugin failures
+        raise ClusterAccessError("no-kubeconfig", f"kubeconfig {path}, context {name}: {e}") from None
+    cfg.retries = 0  # fail fast; the checks have their own timeouts
+    return KubeClient(client.ApiClient(cfg), name, server or cfg.host)

@@ -1,0 +1,193 @@
+"""Preflight and the headless install against the real local control plane, real helm and charts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cluster
+
+MODE = "POD_SECURITY_GROUP_ENFORCING_MODE"
+
+
+def cli(env, *args, timeout=600, stdin=None):
+    return subprocess.run([sys.executable, "-m", "ambient_tui.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, input=stdin, cwd=Path(__file__).parents[2])
+
+
+@pytest.fixture(scope="module")
+def env(admin_env, tmp_path_factory):
+    return {**admin_env, "XDG_STATE_HOME": str(tmp_path_factory.mktemp("state"))}
+
+
+def checks(proc) -> dict:
+    assert proc.stdout.strip(), proc.stderr
+    return {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+
+
+def helm_releases(env) -> list[dict]:
+    out = subprocess.run(["helm", "list", "-A", "-a", "-o", "json"], env=env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    return json.loads(out or "[]")
+
+
+def test_preflight_passes_on_the_sandbox(env, control_plane):
+    p = cli(env, "preflight", "--json", "--istio-version", "1.31.0")
+    c = checks(p)
+    assert p.returncode == 0, json.dumps(c, indent=1)
+    for cid in ("cluster-access", "kubernetes-version", "helm", "istioctl", "aws-eks", "vpc-cni",
+                "rbac", "nodes", "existing-istio", "gateway-api"):
+        assert c[cid]["status"] in ("pass", "warn"), (cid, c[cid])
+        assert set(c[cid]) == {"id", "title", "status", "detail", "fix"}
+    assert "EKS managed add-on" in c["vpc-cni"]["detail"]
+    assert "endpoint matches" in c["aws-eks"]["detail"]
+    assert "v1.34" in c["cluster-access"]["detail"]
+
+
+def _kubeconfig_variant(src: Path, dst: Path, **changes) -> Path:
+    data = yaml.safe_load(src.read_text())
+    if "server" in changes:
+        for cl in data["clusters"]:
+            cl["cluster"]["server"] = changes["server"]
+    if "token" in changes:
+        for u in data["users"]:
+            u["user"]["token"] = changes["token"]
+    dst.write_text(yaml.safe_dump(data))
+    return dst
+
+
+def test_access_failures_have_distinct_messages(env, kubeconfig, tmp_path):
+    wrong = cli(env, "preflight", "--json", "--context", "no-such-context")
+    c = checks(wrong)
+    assert wrong.returncode == 1 and c["cluster-access"]["status"] == "fail"
+    assert "context 'no-such-context' is not in kubeconfig" in c["cluster-access"]["detail"]
+
+    expired = _kubeconfig_variant(kubeconfig, tmp_path / "expired", token="deadbeef" * 4)
+    p = cli(env, "preflight", "--json", "--kubeconfig", str(expired))
+    d = checks(p)["cluster-access"]["detail"]
+    assert p.returncode == 1 and "401 Unauthorized" in d and "expired" in d
+
+    down = _kubeconfig_variant(kubeconfig, tmp_path / "down", server="https://127.0.0.1:1")
+    p = cli(env, "preflight", "--json", "--kubeconfig", str(down))
+    c = checks(p)
+    assert p.returncode == 1 and "unreachable" in c["cluster-access"]["detail"]
+    assert c["rbac"]["status"] == "skip"
+    # and the install never starts
+    p = cli(env, "install", "--yes", "--kubeconfig", str(down))
+    assert p.returncode == 1 and "nothing was installed" in p.stderr
+
+
+@pytest.fixture
+def strict_sg(control_plane):
+    control_plane.set_aws_node_env(ENABLE_POD_ENI="true", **{MODE: "strict"})
+    try:
+        control_plane.create_security_group_policy("default", "sgp-test", ["sg-0123456789abcdef0"],
+                                                   {"app": "payments"})
+    except Exception:  # already there from an earlier run of this fixture
+        pass
+    yield control_plane
+    control_plane.set_aws_node_env(ENABLE_POD_ENI="false", **{MODE: "standard"})
+    control_plane.api().request(
+        "DELETE", "/apis/vpcresources.k8s.aws/v1beta1/namespaces/default/securitygrouppolicies/sgp-test")
+
+
+def _run_fix(kubeconfig, managed, cluster=None, region=None):
+    from ambient_tui.checks.vpc_cni import enforcing_mode_fix_plan
+    from ambient_tui.cluster.client import load_client
+    from ambient_tui.engine.runner import Runner
+
+    kube = load_client(str(kubeconfig))
+    plan = enforcing_mode_fix_plan(kube, managed, cluster, region)
+    lines = []
+    runner = Runner(plan)
+    runner.subscribe(lambda ev: lines.append(ev.line) if ev.line else None)
+    assert asyncio.run(runner.run()), lines
+    return lines
+
+
+def test_strict_mode_fails_then_self_managed_fix_patches_aws_node(env, strict_sg, kubeconfig):
+    p = cli(env, "preflight", "--json", "--istio-version", "1.28.6")
+    c = checks(p)["vpc-cni"]
+    assert p.returncode == 1 and c["status"] == "fail", c
+    assert "SecurityGroupPolicies: 1" in c["detail"] and "ENABLE_POD_ENI=true" in c["detail"]
+    assert "update-addon" in c["fix"]  # the sandbox's vpc-cni is a managed add-on
+    # With the branch-ENI probe fix the same cluster is a warning.
+    assert checks(cli(env, "preflight", "--json", "--istio-version", "1.31.0"))["vpc-cni"]["status"] == "warn"
+
+    lines = _run_fix(kubeconfig, managed=False)
+    assert strict_sg.aws_node_env()[MODE] == "standard"
+    assert any("patched daemonset kube-system/aws-node" in l for l in lines)
+    assert any("no pods" in l or "restart" in l for l in lines)
+    assert checks(cli(env, "preflight", "--json", "--istio-version", "1.28.6"))["vpc-cni"]["status"] == "pass"
+
+
+def test_managed_fix_calls_update_addon(env, strict_sg, kubeconfig, aws_local, monkeypatch):
+    for k, v in aws_local.env.items():
+        monkeypatch.setenv(k, v)
+    before = len([c for c in aws_local.calls() if c["op"] == "UpdateAddon"])
+    lines = _run_fix(kubeconfig, managed=True, cluster=aws_local.cluster, region=aws_local.region)
+    ups = [c for c in aws_local.calls() if c["op"] == "UpdateAddon"]
+    assert len(ups) == before + 1
+    assert json.loads(ups[-1]["request"]["configurationValues"])["env"][MODE] == "standard"
+    assert any(l.startswith("UpdateAddon vpc-cni") for l in lines)
+    assert strict_sg.aws_node_env()[MODE] == "standard"  # the add-on mirrors it onto aws-node
+
+
+def test_restricted_user_fails_rbac_and_installs_nothing(env, restricted_kubeconfig):
+    before = helm_releases(env)
+    p = cli(env, "preflight", "--json", "--kubeconfig", str(restricted_kubeconfig))
+    c = checks(p)
+    assert p.returncode == 1 and c["rbac"]["status"] == "fail"
+    assert "create customresourcedefinitions" in c["rbac"]["detail"]
+    p = cli(env, "install", "--yes", "--kubeconfig", str(restricted_kubeconfig))
+    assert p.returncode == 1 and "rbac" in p.stderr and "nothing was installed" in p.stderr
+    assert helm_releases(env) == before
+
+
+ISTIO_RELEASES = ["istio-ingress", "ztunnel", "istio-cni", "istiod", "istio-base", "ambient"]
+
+
+def _remove_istio(env) -> None:
+    """Uninstall Istio helm releases other tests in the session left, in reverse install order."""
+    present = {r["name"]: r["namespace"] for r in helm_releases(env)}
+    for name in ISTIO_RELEASES:
+        if name in present:
+            subprocess.run(["helm", "uninstall", name, "-n", present[name], "--wait", "--timeout", "2m"],
+                           env=env, capture_output=True, text=True, timeout=180, check=True)
+
+
+@pytest.fixture
+def clean_istio(env):
+    _remove_istio(env)
+    yield
+    _remove_istio(env)  # later tests (uninstall) install their own
+
+
+def test_full_install_then_second_install_is_noop(env, tools, clean_istio):
+    gw = Path(tools.gateway_api) / "experimental-install.yaml"
+    args = ["install", "--yes", "--istio-version", "1.31.0", "--charts", str(tools.charts),
+            "--gateway-api-file", str(gw)]
+    p = cli(env, *args, timeout=1200)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+    assert "▶ helm: istiod" in p.stdout and "installed Istio 1.31.0" in p.stdout
+    rel = {r["name"]: r for r in helm_releases(env)}
+    for name in ("istio-base", "istiod", "istio-cni", "ztunnel"):
+        assert rel[name]["status"] == "deployed"
+    revisions = {n: r["revision"] for n, r in rel.items()}
+
+    st = cli(env, "status", "--json")
+    s = json.loads(st.stdout)
+    assert st.returncode == 0, st.stdout
+    assert s["workloads"]["istiod"]["ok"] and s["workloads"]["ztunnel"]["ok"]
+
+    again = cli(env, *args)
+    assert again.returncode == 0, again.stderr
+    assert "already installed: Istio 1.31.0" in again.stdout and "nothing to change" in again.stdout
+    assert {r["name"]: r["revision"] for r in helm_releases(env)} == revisions
