@@ -104,7 +104,24 @@ def cmd_tui(args) -> int:
     plan = _build_plan(args)
     from screens.app import run_app  # the UI, imported only to start it
 
-    return run_app(plan, istio_version=plan.meta["istio_version"]) or 0
+    return run_app(plan, context=current_context(), istio_version=plan.meta["istio_version"]) or 0
+
+
+def current_context() -> str:
+    """The kubeconfig's current context, read with PyYAML: the kubernetes client is slow to import."""
+    import os
+    from pathlib import Path
+
+    import yaml
+
+    for path in (os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")).split(os.pathsep):
+        try:
+            ctx = (yaml.safe_load(Path(path).read_text()) or {}).get("current-context")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        if ctx:
+            return str(ctx)
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,10 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["markdown", "shell", "json"], default="markdown")
     p.set_defaults(func=cmd_plan)
 
+    from ambient_tui.commands import install as install_cmd
     from ambient_tui.commands import netpol as netpol_cmd
+    from ambient_tui.commands import uninstall as uninstall_cmd
     from ambient_tui.sandbox import commands as sandbox_cmd
-    netpol_cmd.register(sub)
-    sandbox_cmd.register(sub)
+    for module in (install_cmd, uninstall_cmd, netpol_cmd, sandbox_cmd):
+        module.register(sub)
     return parser
 
 
