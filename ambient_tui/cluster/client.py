@@ -123,30 +123,24 @@ class KubeClient:
         info = self.call("reading the server version", client.VersionApi(self.api_client).get_code)
         return info.git_version
 
+    def _get_or_none(self, what: str, fn, *args):
+        """A read that answers None for 404: absence is a finding, not an error."""
+        try:
+            return self.call(what, fn, *args)
+        except ClusterAccessError as e:
+            if e.kind == "not-found":
+                return None
+            raise
+
     def get_daemonset(self, ns: str, name: str):
         """The DaemonSet, or None when absent."""
-        try:
-            return self.call(f"reading daemonset {ns}/{name}", self.apps.read_namespaced_daemon_set, name, ns)
-        except ClusterAccessError as e:
-            if e.kind == "not-found":
-                return None
-            raise
+        return self._get_or_none(f"reading daemonset {ns}/{name}", self.apps.read_namespaced_daemon_set, name, ns)
 
     def get_namespace(self, name: str):
-        try:
-            return self.call(f"reading namespace {name}", self.core.read_namespace, name)
-        except ClusterAccessError as e:
-            if e.kind == "not-found":
-                return None
-            raise
+        return self._get_or_none(f"reading namespace {name}", self.core.read_namespace, name)
 
     def get_crd(self, name: str):
-        try:
-            return self.call(f"reading CRD {name}", self.ext.read_custom_resource_definition, name)
-        except ClusterAccessError as e:
-            if e.kind == "not-found":
-                return None
-            raise
+        return self._get_or_none(f"reading CRD {name}", self.ext.read_custom_resource_definition, name)
 
     def list_crds(self) -> list:
         return self.call("listing CRDs", self.ext.list_custom_resource_definition).items
