@@ -5,6 +5,9 @@ The pane never gets a callback per watch event. A timer (0.25 s) reads the provi
 row key inside one batch update: rows added/removed as needed, `update_cell` only for the
 cells whose text changed. Ages are refreshed by a slower timer. Cell text goes into rich
 Text objects, so pod names and error messages are never parsed as markup.
+
+On the selected row: `d` describe, `y` YAML, `l` logs, `p` the previous container's logs,
+each on a PodDetailScreen (screens/pod_detail.py); `enter` is left to the main screen.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static
 
+from ambient_tui.watch.pod_detail import DetailSource, KubeDetailSource
 from ambient_tui.watch.pods import RECONNECTING, Snapshot
 from ambient_tui.watch.rows import COLUMNS, PodRow, format_age, row_matches
+from screens.pod_detail import PodDetailScreen
 
 REFRESH = 0.25  # seconds between version checks
 AGE_REFRESH = 1.0
@@ -91,13 +96,25 @@ class PodsPane(Widget):
         Binding("o", "cycle_sort", "Sort", id="pods.sort"),
         Binding("O", "reverse_sort", "Reverse", id="pods.sort_reverse"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="pods.filter_clear"),
+        Binding("d", "detail('describe')", "Describe", id="pods.describe"),
+        Binding("y", "detail('yaml')", "YAML", id="pods.yaml"),
+        Binding("l", "detail('logs')", "Logs", id="pods.logs"),
+        Binding("p", "detail('logs', True)", "Prev logs", show=False, id="pods.logs_previous"),
     ]
 
     def __init__(self, provider: SnapshotProvider, *, now: Callable[[], float] = time.time,
                  interval: float = REFRESH, age_interval: float = AGE_REFRESH,
+                 detail_source: DetailSource | Callable[[], DetailSource] | None = None,
+                 kubeconfig: str | None = None, context: str | None = None,
                  name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.provider = provider
+        # describe/YAML/logs: an injected source (tests), else a client for the same cluster
+        # as the watcher, built on first use in the detail screen's worker thread.
+        self._detail_arg = detail_source
+        self._detail_built: DetailSource | None = None
+        self.kubeconfig = kubeconfig if kubeconfig is not None else getattr(provider, "_kubeconfig", None)
+        self.context = context if context is not None else getattr(provider, "_context", None)
         self.now = now
         self.interval, self.age_interval = interval, age_interval
         self.filter_text = ""
@@ -287,6 +304,23 @@ class PodsPane(Widget):
     def _header(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
         self.set_sort(str(event.column_key.value))
+
+    # -- row actions: describe, YAML, logs --
+    def _detail_source(self) -> DetailSource:
+        if self._detail_arg is not None:
+            arg = self._detail_arg
+            return arg() if callable(arg) and not hasattr(arg, "get_pod") else arg  # type: ignore[return-value]
+        if self._detail_built is None:
+            self._detail_built = KubeDetailSource(self.kubeconfig, self.context)
+        return self._detail_built
+
+    def action_detail(self, mode: str, previous: bool = False) -> None:
+        key = self.selected_key
+        if key is None:
+            self.app.notify("no pod selected", timeout=2)
+            return
+        self.app.push_screen(PodDetailScreen(self._detail_source, key[0], key[1], mode,
+                                             previous=previous, now=self.now))
 
     # -- for tests and other panes --
     def table_rows(self) -> list[tuple[str, ...]]:

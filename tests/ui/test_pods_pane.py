@@ -156,3 +156,89 @@ async def test_merge_filter_sort_and_reconnecting():
 def test_pods_pane_snapshot(snap_compare):
     provider = Provider(PODS)
     assert snap_compare(PaneApp(provider), terminal_size=(80, 24))
+
+
+# --- row actions: describe, YAML, logs (previous) ------------------------------------------
+
+class StubDetailSource:
+    """Named stub of the pod-detail API source (no API server in the UI tier): the pod's JSON
+    comes from PODS; logs are a short recorded stream; a namespace may be forbidden."""
+
+    def __init__(self, forbidden=()):
+        self.forbidden = set(forbidden)
+        self.log_calls = []
+
+    def _pod(self, ns, name):
+        from ambient_tui.watch.pod_detail import DetailError, forbidden_message
+
+        if ns in self.forbidden:
+            raise DetailError(403, forbidden_message("get", "pods", ns))
+        for p in PODS:
+            if (p["metadata"]["namespace"], p["metadata"]["name"]) == (ns, name):
+                return p
+        raise DetailError(404, f"pod {name} not found in namespace {ns}")
+
+    def get_pod(self, ns, name):
+        return self._pod(ns, name)
+
+    def pod_events(self, ns, name, uid=""):
+        return []
+
+    def open_logs(self, ns, name, container, previous, tail_lines, follow):
+        self._pod(ns, name)
+        self.log_calls.append((ns, name, container, previous))
+        return iter([f"{name} says hi"])
+
+    def pod_exists(self, ns, name):
+        return True
+
+
+@pytest.mark.asyncio
+async def test_row_actions_open_detail_screens():
+    from screens.pod_detail import PodDetailScreen
+
+    src = StubDetailSource(forbidden={"istio-system"})
+    app = PaneApp(Provider(PODS), detail_source=src)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(PodsPane)
+        await pilot.pause(0.1)
+        table = pane.query_one(DataTable)
+        table.focus()
+        row = names(pane).index("db-0")
+        table.move_cursor(row=row)
+        await pilot.pause()
+        assert pane.selected_key == ("demo", "db-0")
+
+        async def open_with(key):
+            before = app.screen
+            await pilot.press(key)
+            for _ in range(100):
+                await pilot.pause(0.02)
+                if isinstance(app.screen, PodDetailScreen) and app.screen is not before and app.screen.loaded:
+                    return app.screen
+            raise AssertionError(f"{key}: no detail screen")
+
+        screen = await open_with("d")
+        assert (screen.mode, screen.namespace, screen.pod_name) == ("describe", "demo", "db-0")
+        assert screen.text()[0].split() == ["Name:", "db-0"]
+        assert any("CrashLoopBackOff" in line for line in screen.text())
+        await pilot.press("escape")
+        await pilot.pause()
+        screen = await open_with("y")
+        assert screen.mode == "yaml" and "  name: db-0" in screen.text()
+        await pilot.press("escape")
+        screen = await open_with("l")
+        assert src.log_calls[-1] == ("demo", "db-0", "c", False)
+        assert screen.text() == ["db-0 says hi"]
+        await pilot.press("escape")
+        screen = await open_with("p")
+        assert src.log_calls[-1] == ("demo", "db-0", "c", True)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen.query_one(PodsPane) is pane
+
+        # A forbidden namespace: the message names the missing permission; no crash.
+        table.move_cursor(row=names(pane).index("ztunnel-4mzqv"))
+        await pilot.pause()
+        screen = await open_with("d")
+        assert screen.error == "forbidden: needs permission to get pods in namespace istio-system"
