@@ -1,14 +1,18 @@
 """The Textual app: a header (context, Istio version, dry-run), the main screen, a footer.
 
 `AmbientApp` takes a ready Plan so tests can drive plans of real local commands; the CLI
-builds the install plan and calls `run_app`.
+builds the install plan and calls `run_app`. Cluster access for the panes is optional:
+`kubeconfig`/`kube_context` for the watches, `check_context_factory` (a callable returning a
+CheckContext) for preflight. Tests feed `pods_provider`, `workloads_provider`,
+`helm_provider` and a frozen `now` instead.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from textual.app import App, SystemCommand
 from textual.screen import Screen
@@ -29,9 +33,21 @@ class AmbientApp(App):
 
     def __init__(self, plan: Plan, runner: Any = None, *, context: str = "",
                  istio_version: str = "", keymap_path: Path | None = None,
-                 namespace: str = "default", **kwargs) -> None:
+                 namespace: str = "default", kubeconfig: str | None = None,
+                 kube_context: str | None = None,
+                 check_context_factory: Callable[[], Any] | None = None,
+                 preflight_checks: list | None = None, pods_provider: Any = None,
+                 workloads_provider: Any = None, helm_provider: Any = None,
+                 now: Callable[[], float] = time.time, **kwargs) -> None:
         super().__init__(**kwargs)
         self.plan = plan
+        self.kubeconfig, self.kube_context = kubeconfig, kube_context
+        # Called in a thread when the main screen mounts; None: preflight is not run.
+        self.check_context_factory = check_context_factory
+        self.preflight_checks = preflight_checks  # None: every check (checks.core.ALL)
+        self.pods_provider, self.workloads_provider = pods_provider, workloads_provider
+        self.helm_provider = helm_provider
+        self.now = now
         self.context = context or plan.meta.get("context", "")
         if runner is None:
             from ambient_tui.engine.journal import Journal
@@ -79,7 +95,8 @@ class AmbientApp(App):
             keys = {binding_id: shown for shown, _d, binding_id in screen.help_rows()}
             for binding_id, action, description in COMMANDS:
                 yield SystemCommand(description, f"key {keys[binding_id]}  ·  {binding_id}",
-                                    getattr(screen, f"action_{action}"))
+                                    getattr(screen, f"command_{action}", None)
+                                    or getattr(screen, f"action_{action}"))
 
 
 def run_app(plan: Plan, **kwargs: Any) -> Any:

@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
@@ -31,7 +31,8 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(Text(keys), Text(description), Text(binding_id))
         with Vertical(id="help-box"):
             yield Label(Text("Keys  (Esc closes; ctrl+p opens the command palette)", style="bold"))
-            yield Static(table, id="help-table")
+            with VerticalScroll(id="help-scroll"):  # scrolls when the terminal is short
+                yield Static(table, id="help-table")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

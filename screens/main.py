@@ -1,17 +1,23 @@
-"""Main screen: the plan's checklist on the left, the selected step's live output on the right.
+"""Main screen: the plan's checklist on the left; on the right, switchable panes (the selected
+step's output, preflight, pods, Helm releases); the plan's progress bar under both.
 
 Nothing here runs a command: the engine's Runner does, in an async worker, and its events
 arrive through `runner.subscribe`. Events only fill buffers; a 1/20 s timer merges them and
 redraws, so a flood of output lines costs one redraw per tick, never one per event.
+Cluster watches start only when something needs them (a pane first shown, a step that waits
+for istiod/istio-cni/ztunnel), so the screen without a cluster never connects.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import deque
 from typing import Any
 
 from rich.text import Text
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -19,12 +25,23 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, OptionList, Static
 from textual.worker import Worker, WorkerState
 
+from ambient_tui.checks.model import FAIL
 from ambient_tui.engine.events import Event, EventKind
-from ambient_tui.engine.plan import Plan, StepState
+from ambient_tui.engine.plan import Phase, Plan, StepState
 from screens.help import HelpScreen
+from screens.panes import Panes
+from screens.preflight import FIX_PHASE_ID, PreflightPane
+from screens.progress import PlanProgress, format_elapsed, plan_counts, readiness_text
 from screens.widgets import MAX_OUTPUT_LINES, OutputBuffers, OutputPane, StepChecklist
 
 FLUSH_INTERVAL = 1 / 20
+
+
+def workloads_for_step(step_id: str) -> tuple[str, ...]:
+    # Imported on first use: the watch modules stay out of start-up.
+    from ambient_tui.watch.workloads import workloads_for_step as lookup
+
+    return lookup(step_id)
 SKIP_REASON = "skipped by user"
 
 # (binding id, action, description): the one list behind the bindings, help and palette.
@@ -35,21 +52,37 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("ambient.retry", "retry_step", "Retry the selected step"),
     ("ambient.cancel", "cancel", "Cancel the running step"),
     ("ambient.dry_run", "toggle_dry_run", "Toggle dry-run mode"),
+    ("ambient.pane_output", "pane_output", "Show the step output pane"),
+    ("ambient.pane_preflight", "pane_preflight", "Show the preflight pane"),
+    ("ambient.pane_pods", "pane_pods", "Show the pods pane"),
+    ("ambient.pane_helm", "pane_helm", "Show the Helm releases pane"),
+    ("ambient.zoom", "zoom", "Zoom: hide the checklist / show it again"),
+    ("ambient.add_fix", "add_fix", "Add the selected preflight fix to the plan"),
+    ("ambient.preflight", "preflight", "Run the preflight checks again"),
+    ("ambient.uninstall", "uninstall", "Uninstall Istio (guided, confirmed)"),
     ("ambient.netpol", "netpol", "Open the NetworkPolicy editor"),
     ("ambient.help", "help", "Show the keys"),
     ("ambient.quit", "quit", "Quit"),
 ]
 
-
 class MainScreen(Screen):
     BINDINGS = [
         Binding("r", "run_plan", "Run", id="ambient.run"),
-        # priority: the checklist (an OptionList) would otherwise take enter for itself.
+        # priority: the checklist (an OptionList) would otherwise take enter for itself;
+        # the action skips itself unless the checklist has focus (enter in a table is its own).
         Binding("enter", "run_step", "Step", id="ambient.run_step", priority=True),
         Binding("s", "skip_step", "Skip", id="ambient.skip"),
         Binding("t", "retry_step", "Retry", id="ambient.retry"),
         Binding("c", "cancel", "Cancel", id="ambient.cancel"),
         Binding("d", "toggle_dry_run", "Dry-run", id="ambient.dry_run"),
+        Binding("1", "pane_output", "Output", id="ambient.pane_output", show=False),
+        Binding("2", "pane_preflight", "Preflight", id="ambient.pane_preflight", show=False),
+        Binding("3", "pane_pods", "Pods", id="ambient.pane_pods", show=False),
+        Binding("4", "pane_helm", "Helm", id="ambient.pane_helm", show=False),
+        Binding("z", "zoom", "Zoom", id="ambient.zoom", show=False),
+        Binding("f", "add_fix", "Add fix", id="ambient.add_fix", show=False),
+        Binding("p", "preflight", "Preflight", id="ambient.preflight", show=False),
+        Binding("u", "uninstall", "Uninstall", id="ambient.uninstall", show=False),
         Binding("n", "netpol", "Netpol", id="ambient.netpol", show=False),
         Binding("question_mark", "help", "Help", id="ambient.help", key_display="?"),
         Binding("q", "quit", "Quit", id="ambient.quit"),
@@ -67,6 +100,15 @@ class MainScreen(Screen):
         self._notices: list[tuple[str, str]] = []
         self._worker: Worker | None = None
         self._shown_step: str | None = None
+        self.zoomed = False
+        self._started_at: dict[str, float] = {}
+        self._progress_keys: dict[str, str] = {}  # running step -> its row's second line
+        self.workloads: Any = None  # a WorkloadWatcher (or a fed provider), started on demand
+        self._wl_snap: tuple[int, Any] | None = None
+        self._owned: list[Any] = []  # watchers this screen started and must stop
+        self._check_ctx: Any = None
+        self.preflight_done = False
+        self._failures_acknowledged = False
 
     # ------------------------------------------------------------------ layout
 
@@ -77,9 +119,8 @@ class MainScreen(Screen):
                 yield Label(Text(self.plan.title, style="bold", no_wrap=True,
                                  overflow="ellipsis"), id="plan-title")
                 yield StepChecklist(self.plan, id="checklist")
-            with Vertical(id="right"):
-                yield Static(id="step-info")
-                yield OutputPane(id="output")
+            yield Panes(id="right")
+        yield PlanProgress(id="progress")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -87,6 +128,19 @@ class MainScreen(Screen):
         self.set_interval(FLUSH_INTERVAL, self._flush)
         self.query_one(StepChecklist).focus()
         self._show_step(self.query_one(StepChecklist).selected_step_id)
+        self._draw_tabs()
+        self._update_progress()
+        self._start_preflight()
+
+    def on_unmount(self) -> None:
+        for watcher in self._owned:
+            try:
+                watcher.stop(timeout=1.0)
+            except Exception:  # stopping is best effort at exit
+                pass
+
+    def _now(self) -> float:
+        return getattr(self.app, "now", time.time)()
 
     # ------------------------------------------------------------------ events
 
@@ -99,6 +153,9 @@ class MainScreen(Screen):
                 self._pending.append(event.line)
             return
         if event.kind is EventKind.STARTED:
+            self._started_at[step_id] = self._now()
+            if workloads_for_step(step_id):
+                self._ensure_workloads()
             self.buffers.clear(step_id)
             if step_id == self._shown_step:
                 self._pending.clear()
@@ -145,11 +202,16 @@ class MainScreen(Screen):
             dirty, self._dirty = self._dirty, set()
             for step_id in dirty:
                 try:
-                    checklist.refresh_step(self.plan.step(step_id))
+                    step = self.plan.step(step_id)
                 except KeyError:
                     continue
+                text = self._progress_text(step)
+                self._progress_keys[step_id] = text
+                checklist.refresh_step(step, text)
             if self._shown_step in dirty:
                 self._update_info()
+        self._update_running_rows()
+        self._update_progress()
         while self._notices:
             step_id, message = self._notices.pop(0)
             title = self._title_of(step_id)
@@ -196,6 +258,127 @@ class MainScreen(Screen):
         except KeyError:
             return step_id
 
+    # ------------------------------------------------------------------ readiness, progress
+
+    def _elapsed(self, step_id: str) -> str:
+        started = self._started_at.get(step_id)
+        return "" if started is None else format_elapsed(self._now() - started)
+
+    def _progress_text(self, step) -> str:
+        """A running step's second line: its workloads' counts (if it waits for any), elapsed."""
+        if step.state is not StepState.RUNNING:
+            return ""
+        names = workloads_for_step(step.id)
+        elapsed = self._elapsed(step.id)
+        if not names or self.workloads is None:
+            return elapsed
+        snap = self._workload_snapshot()
+        counts = readiness_text(names, snap.rows)
+        if snap.state == "reconnecting":
+            counts = "reconnecting… " + counts
+        return f"{counts}  {elapsed}" if elapsed else counts
+
+    def _workload_snapshot(self):
+        """The watcher's snapshot, taken again only when its version moved."""
+        version = self.workloads.version
+        if self._wl_snap is None or self._wl_snap[0] != version:
+            self._wl_snap = (version, self.workloads.snapshot())
+        return self._wl_snap[1]
+
+    def _update_running_rows(self) -> None:
+        """Redraw a running step's row only when its counts or elapsed second changed."""
+        checklist = self.query_one(StepChecklist)
+        for step in self.plan.steps:
+            if step.state is not StepState.RUNNING and step.id not in self._progress_keys:
+                continue
+            text = self._progress_text(step)
+            if self._progress_keys.get(step.id) != text:
+                self._progress_keys[step.id] = text
+                checklist.refresh_step(step, text)
+            if step.state is not StepState.RUNNING:
+                self._progress_keys.pop(step.id, None)
+
+    def _update_progress(self) -> None:
+        done, bad, running, total = plan_counts(self.plan)
+        note = ""
+        runs = [s for s in self.plan.steps if s.state is StepState.RUNNING]
+        if runs:
+            note = runs[0].title
+            elapsed = self._elapsed(runs[0].id)
+            if elapsed:
+                note += f" {elapsed}"
+            if len(runs) > 1:
+                note += f" (+{len(runs) - 1})"
+        self.query_one(PlanProgress).set_progress(done, bad, running, total, note)
+
+    def _ensure_workloads(self) -> None:
+        if self.workloads is not None:
+            return
+        provider = getattr(self.app, "workloads_provider", None)
+        if provider is None:
+            from ambient_tui.watch.workloads import WorkloadWatcher
+
+            provider = WorkloadWatcher(kubeconfig=getattr(self.app, "kubeconfig", None),
+                                       context=getattr(self.app, "kube_context", None)).start()
+            self._owned.append(provider)
+        self.workloads = provider
+
+    # ------------------------------------------------------------------ panes
+
+    @property
+    def pane(self) -> str:
+        return self.query_one(Panes).current
+
+    def _draw_tabs(self) -> None:
+        keys = {binding_id: shown for shown, _d, binding_id in self.help_rows()}
+        self.query_one(Panes).draw_tabs(keys, self.zoomed)
+
+    def show_pane(self, name: str) -> None:
+        self.query_one(Panes).show(name)
+        self._draw_tabs()
+        self._focus_pane()
+
+    def _focus_pane(self) -> None:
+        """Focus the shown pane's main widget; the checklist when the output pane is shown."""
+        panes = self.query_one(Panes)
+        if panes.current == "output" and not self.zoomed:
+            target = self.query_one(StepChecklist)
+        else:
+            target = panes.main_widget()
+        if target is not None:
+            target.focus()
+
+    # ------------------------------------------------------------------ preflight
+
+    def _start_preflight(self) -> None:
+        """Read-only checks at start, not on first show: their results (and any fix) must be
+        there before `r`, even for a person who never opens the preflight pane."""
+        pane = self.query_one(PreflightPane)
+        factory = getattr(self.app, "check_context_factory", None)
+        if factory is None:
+            pane.set_message("not run: no cluster given (headless: ambient-tui preflight)")
+            return
+        self.preflight_done = False
+        self._failures_acknowledged = False
+        self.run_worker(self._run_preflight(factory), name="preflight", group="preflight",
+                        exit_on_error=False)
+
+    async def _run_preflight(self, factory) -> None:
+        from ambient_tui.checks.runner import run_checks_async
+
+        specs = getattr(self.app, "preflight_checks", None)
+        if specs is None:
+            from ambient_tui.checks.core import ALL as specs
+        pane = self.query_one(PreflightPane)
+        pane.start((s[0], s[1]) for s in specs)
+        try:
+            self._check_ctx = await asyncio.to_thread(factory)
+            await run_checks_async(self._check_ctx, list(specs), on_result=pane.add_result)
+        except Exception as exc:  # e.g. an unknown Istio version: shown, never a crash
+            pane.set_message(f"preflight could not run: {exc}", clear=True)
+        finally:
+            self.preflight_done = True
+
     # ------------------------------------------------------------------ actions
 
     @property
@@ -218,12 +401,111 @@ class MainScreen(Screen):
         return step_id
 
     def action_run_plan(self) -> None:
+        if self.zoomed:
+            self.action_zoom()  # the checklist is the plan: show what runs
+        failing = [c.id for c in self.query_one(PreflightPane).results.values() if c.status == FAIL]
+        if failing and not self._failures_acknowledged and not self.running:
+            self._failures_acknowledged = True
+            self.notify(f"Preflight fails: {', '.join(failing)}. Add a fix (f) or press r again "
+                        "to run anyway.", title="Preflight", severity="warning", markup=False)
+            return
         self._start(self.runner.run(), "run plan")
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "run_step":
+            # False: enter goes on to the focused pane, and the footer drops "Step".
+            checklist = self.query(StepChecklist)
+            return bool(checklist) and self.focused is checklist.first()
+        return True
+
     def action_run_step(self) -> None:
+        # enter belongs to the checklist; in a pane (a table, the preflight list) it is theirs.
+        if self.focused is not self.query_one(StepChecklist):
+            raise SkipAction()
+        self.command_run_step()
+
+    def command_run_step(self) -> None:
+        """Run the selected step (also the palette's entry, which has no focus rule)."""
         step_id = self._selected()
         if step_id is not None:
             self._start(self.runner.run_step(step_id), f"run {step_id}")
+
+    def action_pane_output(self) -> None:
+        self.show_pane("output")
+
+    def action_pane_preflight(self) -> None:
+        self.show_pane("preflight")
+
+    def action_pane_pods(self) -> None:
+        self.show_pane("pods")
+
+    def action_pane_helm(self) -> None:
+        self.show_pane("helm")
+
+    def action_zoom(self) -> None:
+        self.zoomed = not self.zoomed
+        self.set_class(self.zoomed, "-zoomed")
+        self._draw_tabs()
+        self._focus_pane()
+
+    def action_add_fix(self) -> None:
+        pane = self.query_one(PreflightPane)
+        selected = pane.selected_check
+        candidates = ([selected] if selected else []) + list(pane.results.values())
+        check = next((c for c in candidates if pane.fixable(c)), None)
+        if check is None:
+            self.notify("No finished check has a fix that runs as steps; other fixes are shown "
+                        "as commands in the preflight pane.", severity="information")
+            return
+        if self.running:
+            self.notify("A run is in progress: add fixes before running.", severity="warning")
+            return
+        if any(p.id == FIX_PHASE_ID for p in self.plan.phases):
+            self.notify("The fix is already the plan's first phase.", severity="information")
+            return
+        self.run_worker(self._add_fix(check, pane.fixable(check)), name="add fix",
+                        group="preflight", exit_on_error=False)
+
+    async def _add_fix(self, check, args: dict) -> None:
+        from ambient_tui.checks.vpc_cni import enforcing_mode_fix_steps
+
+        def build():
+            kube = self._check_ctx.client()  # established by the checks: no new connection
+            return enforcing_mode_fix_steps(kube, args["managed"], args["cluster"], args["region"])
+
+        try:
+            steps = await asyncio.to_thread(build)
+        except Exception as exc:
+            self.notify(f"Cannot build the fix for {check.id}: {exc}", severity="error", markup=False)
+            return
+        self.plan.phases.insert(0, Phase(FIX_PHASE_ID, f"Preflight fix: {check.title}", steps))
+        checklist = self.query_one(StepChecklist)
+        checklist.rebuild(select=steps[0].id)
+        if self.zoomed:
+            self.action_zoom()
+        self._update_progress()
+        self.notify(f"Added {len(steps)} steps as the plan's first phase; they run with the plan (r).",
+                    title="Preflight fix", markup=False)
+
+    def action_preflight(self) -> None:
+        """Check again (e.g. after a fix ran); the context is new, so nothing is cached."""
+        if not self.preflight_done and getattr(self.app, "check_context_factory", None):
+            self.notify("Preflight is still running.", severity="information")
+            return
+        self._start_preflight()
+        self.show_pane("preflight")
+
+    def action_uninstall(self) -> None:
+        try:
+            from screens.uninstall import UninstallScreen
+        except (ImportError, AttributeError) as exc:
+            self.notify(f"The uninstall screen is not available: {exc}", title="Uninstall",
+                        severity="error", markup=False)
+            return
+        app: Any = self.app
+        extra = {"kubeconfig": app.kubeconfig} if getattr(app, "kubeconfig", None) else {}
+        self.app.push_screen(UninstallScreen(context=getattr(app, "kube_context", None) or app.context,
+                                             **extra))
 
     def action_retry_step(self) -> None:
         step_id = self._selected()
@@ -282,8 +564,11 @@ class MainScreen(Screen):
         return rows
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """One place where a failed run becomes visible."""
+        """One place where a failed run (or a failed watch/preflight worker) becomes visible."""
         if event.worker.group != "runner":
+            if event.state is WorkerState.ERROR:
+                self.notify(f"{event.worker.name}: {event.worker.error}", title="Error",
+                            severity="error", markup=False)
             return
         if event.state is WorkerState.ERROR:
             self.notify(f"{event.worker.name}: {event.worker.error}", title="Runner error",

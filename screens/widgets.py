@@ -7,7 +7,7 @@ from typing import Iterable
 
 from rich.text import Text
 from textual.widgets import Log, OptionList
-from textual.widgets.option_list import Option
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from ambient_tui.engine.plan import Plan, Step, StepState
 
@@ -16,7 +16,7 @@ STATE_LOOK: dict[StepState, tuple[str, str]] = {
     StepState.PENDING: ("·", "dim"),
     StepState.RUNNING: ("▶", "bold yellow"),
     StepState.SUCCEEDED: ("✔", "green"),
-    StepState.WARNED: ("!", "bold dark_orange"),
+    StepState.WARNED: ("!", "yellow"),  # named ANSI colours only: legible in 16/256 colours
     StepState.FAILED: ("✘", "bold red"),
     StepState.SKIPPED: ("»", "cyan"),
     StepState.CANCELLED: ("■", "magenta"),
@@ -26,13 +26,16 @@ PHASE_PREFIX = "phase:"
 MAX_OUTPUT_LINES = 5000
 
 
-def step_prompt(step: Step) -> Text:
+def step_prompt(step: Step, progress: str = "") -> Text:
+    """One line per step; a running step may add a second line (readiness, elapsed time)."""
     glyph, style = STATE_LOOK.get(step.state, ("?", ""))
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f" {glyph} ", style=style)
     text.append(step.title)  # plain text: titles are never parsed as markup
     if step.state not in (StepState.PENDING, StepState.RUNNING, StepState.SUCCEEDED):
         text.append(f" {step.state.value}", style=style)
+    if progress:
+        text.append(f"\n   {progress}", style="yellow")
     return text
 
 
@@ -40,11 +43,24 @@ class StepChecklist(OptionList):
     """Phases (disabled headers) and their steps; the option id of a step is its step id."""
 
     def __init__(self, plan: Plan, **kwargs) -> None:
-        super().__init__(*self._options(plan), **kwargs)
+        super().__init__(*self._plan_options(plan), **kwargs)
         self.plan = plan
 
+    def rebuild(self, select: str | None = None) -> None:
+        """Re-read the plan (a phase was added); keep or move the selection."""
+        keep = select or self.selected_step_id
+        self.clear_options()
+        self.add_options(list(self._plan_options(self.plan)))
+        if keep is not None:
+            try:
+                self.highlighted = self.get_option_index(keep)
+                return
+            except OptionDoesNotExist:  # the step is gone
+                pass
+        self.on_mount()
+
     @staticmethod
-    def _options(plan: Plan) -> Iterable[Option]:
+    def _plan_options(plan: Plan) -> Iterable[Option]:
         for phase in plan.phases:
             yield Option(Text(phase.title, style="bold", no_wrap=True, overflow="ellipsis"),
                          id=PHASE_PREFIX + phase.id, disabled=True)
@@ -65,8 +81,8 @@ class StepChecklist(OptionList):
             return None
         return option.id
 
-    def refresh_step(self, step: Step) -> None:
-        self.replace_option_prompt(step.id, step_prompt(step))
+    def refresh_step(self, step: Step, progress: str = "") -> None:
+        self.replace_option_prompt(step.id, step_prompt(step, progress))
 
 
 class OutputPane(Log):

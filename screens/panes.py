@@ -1,0 +1,159 @@
+"""The right side of the main screen: a tab line and the switchable panes (step output,
+preflight, pods, Helm releases).
+
+Cluster panes start on first show, so a screen that never shows them never connects. The pods
+pane reads its watcher through a GatedProvider that looks unchanged while the pane is hidden:
+the watch stays current (one stream), but a hidden table merges nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, Static
+
+from screens.preflight import PreflightPane
+from screens.widgets import OutputPane
+
+# pane name -> (switcher child id, tab label)
+PANES = {"output": ("pane-output", "Output"), "preflight": ("pane-preflight", "Preflight"),
+         "pods": ("pane-pods", "Pods"), "helm": ("pane-helm", "Helm")}
+
+
+class GatedProvider:
+    """A snapshot provider that looks unchanged while its pane is hidden, so the pane's timer
+    finds no new version and merges nothing; shown again, the next tick merges once."""
+
+    def __init__(self, provider: Any) -> None:
+        self.provider = provider
+        self.open = True
+        self._frozen = provider.version
+
+    @property
+    def version(self) -> int:
+        if self.open:
+            self._frozen = self.provider.version
+        return self._frozen
+
+    def snapshot(self):
+        return self.provider.snapshot()
+
+
+class Panes(Vertical):
+    """Tabs + ContentSwitcher. The app may carry fed providers (`pods_provider`,
+    `helm_provider`), a frozen `now`, and the cluster target (`kubeconfig`, `kube_context`)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.current = "output"
+        self.owned: list[Any] = []  # watchers started here, stopped on unmount
+        self._started: set[str] = set()
+        self._pods_gate: GatedProvider | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="pane-tabs")
+        with ContentSwitcher(initial="pane-output", id="panes"):
+            with Vertical(id="pane-output"):
+                yield Static(id="step-info")
+                yield OutputPane(id="output")
+            yield PreflightPane(id="pane-preflight")
+            with Vertical(id="pane-pods"):
+                yield Static("Pods: the watch starts when this pane is first shown.",
+                             id="pods-placeholder", classes="placeholder")
+            with Vertical(id="pane-helm"):
+                yield Static("Helm releases: loading…", id="helm-placeholder", classes="placeholder")
+
+    def on_unmount(self) -> None:
+        for watcher in self.owned:
+            try:
+                watcher.stop(timeout=1.0)
+            except Exception:  # stopping is best effort at exit
+                pass
+
+    def _app(self, name: str, default: Any = None) -> Any:
+        return getattr(self.app, name, default)
+
+    # -- switching --
+    def show(self, name: str) -> None:
+        self.current = name
+        self.query_one("#panes", ContentSwitcher).current = PANES[name][0]
+        if self._pods_gate is not None:
+            self._pods_gate.open = name == "pods"
+        if name not in self._started:
+            self._started.add(name)
+            getattr(self, f"_start_{name}", lambda: None)()
+
+    def draw_tabs(self, keys: dict[str, str], zoomed: bool) -> None:
+        """keys: binding id -> key as displayed (the user keymap applied)."""
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for name, (_child, label) in PANES.items():
+            style = "bold reverse" if name == self.current else ""
+            text.append(f"{keys.get('ambient.pane_' + name, '?')} {label}", style=style)
+            text.append(" ")
+        text.append(f"{keys.get('ambient.zoom', 'z')} {'unzoom' if zoomed else 'zoom'}", style="dim")
+        self.query_one("#pane-tabs", Static).update(text)
+
+    def main_widget(self) -> Widget | None:
+        """The widget that takes focus in the shown pane (None while it is loading)."""
+        if self.current == "output":
+            return self.query_one("#output")
+        if self.current == "preflight":
+            return self.query_one("#preflight-list")
+        found = self.query_one(f"#{PANES[self.current][0]}").query("DataTable")
+        return found.first() if found else None
+
+    def _focus_if_shown(self, name: str) -> None:
+        if self.current == name and (widget := self.main_widget()) is not None:
+            widget.focus()
+
+    # -- pods --
+    def _start_pods(self) -> None:
+        provider = self._app("pods_provider")
+        if provider is not None:
+            self._mount_pods(provider)
+            return
+        self.query_one("#pods-placeholder", Static).update("Pods: connecting…")
+        self.run_worker(self._open_pod_watch, name="pod watch", group="watch", thread=True,
+                        exit_on_error=False)
+
+    def _open_pod_watch(self) -> None:
+        """Thread: istio-system + the enrolled namespaces, then the watch (never blocks the UI)."""
+        from ambient_tui.watch.pods import PodWatcher, mesh_namespaces
+
+        kubeconfig, context = self._app("kubeconfig"), self._app("kube_context")
+        namespaces = mesh_namespaces(kubeconfig=kubeconfig, context=context)
+        watcher = PodWatcher(namespaces=namespaces, kubeconfig=kubeconfig, context=context).start()
+        self.owned.append(watcher)
+        self.app.call_from_thread(self._mount_pods, watcher)
+
+    def _mount_pods(self, provider: Any) -> None:
+        from screens.pods import PodsPane
+
+        self._pods_gate = GatedProvider(provider)
+        self._pods_gate.open = self.current == "pods"
+        box = self.query_one("#pane-pods")
+        box.query("#pods-placeholder").remove()
+        box.mount(PodsPane(self._pods_gate, now=self._app("now", time.time), id="pods"))
+        self.call_after_refresh(self._focus_if_shown, "pods")
+
+    # -- helm --
+    def _start_helm(self) -> None:
+        box = self.query_one("#pane-helm")
+        try:  # another module, loaded only when shown
+            from screens.helm import HelmPane
+
+            pane = HelmPane(kubeconfig=self._app("kubeconfig"), context=self._app("kube_context"),
+                            namespaces=None, provider=self._app("helm_provider"),
+                            now=self._app("now", time.time), id="helm")
+        except (ImportError, AttributeError, TypeError) as exc:
+            box.query_one("#helm-placeholder", Static).update(
+                Text(f"Helm pane unavailable: {exc}", style="yellow"))
+            return
+        box.query("#helm-placeholder").remove()
+        box.mount(pane)
+        self.call_after_refresh(self._focus_if_shown, "helm")
