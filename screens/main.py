@@ -537,7 +537,7 @@ class MainScreen(Screen):
                     else "Dry-run OFF: commands will run.")
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen(self.help_rows()))
+        self.app.push_screen(HelpScreen(self.help_rows() + self.pane_help_rows()))
 
     def action_netpol(self) -> None:
         from screens.netpol import NetpolScreen
@@ -550,18 +550,30 @@ class MainScreen(Screen):
         self.app.exit()
 
     def help_rows(self) -> list[tuple[str, str, str]]:
-        keymap: dict[str, str] = getattr(self.app, "_keymap", {}) or {}
         by_id = {b.id: b for b in self.BINDINGS if isinstance(b, Binding)}
+        return [(self._keys_shown(by_id[binding_id]), description, binding_id)
+                for binding_id, _action, description in COMMANDS]
+
+    def pane_help_rows(self) -> list[tuple[str, str, str]]:
+        """Keys of the pods and Helm panes: they apply while that pane has focus and then
+        take precedence over the main screen's keys with the same letter (d, f, p)."""
+        from screens.helm import HelmPane
+        from screens.pods import PodsPane
+
         rows = []
-        for binding_id, _action, description in COMMANDS:
-            binding = by_id[binding_id]
-            keys = keymap.get(binding_id, binding.key)
-            shown = ", ".join(
-                binding.key_display if (binding.key_display and k == binding.key)
-                else self.app.get_key_display(Binding(k, ""))
-                for k in keys.split(","))
-            rows.append((shown, description, binding_id))
+        for pane, bindings in (("pods", PodsPane.BINDINGS), ("Helm", HelmPane.BINDINGS)):
+            for b in bindings:
+                if isinstance(b, Binding) and b.id:
+                    rows.append((self._keys_shown(b), f"{pane} pane: {b.description or b.action}", b.id))
         return rows
+
+    def _keys_shown(self, binding: Binding) -> str:
+        keymap: dict[str, str] = getattr(self.app, "_keymap", {}) or {}
+        keys = keymap.get(binding.id or "", binding.key)
+        return ", ".join(
+            binding.key_display if (binding.key_display and k == binding.key)
+            else self.app.get_key_display(Binding(k, ""))
+            for k in keys.split(","))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """One place where a failed run (or a failed watch/preflight worker) becomes visible."""

@@ -138,7 +138,9 @@ class Panes(Vertical):
         self._pods_gate.open = self.current == "pods"
         box = self.query_one("#pane-pods")
         box.query("#pods-placeholder").remove()
-        box.mount(PodsPane(self._pods_gate, now=self._app("now", time.time), id="pods"))
+        box.mount(PodsPane(self._pods_gate, now=self._app("now", time.time),
+                           kubeconfig=self._app("kubeconfig"), context=self._app("kube_context"),
+                           id="pods"))
         self.call_after_refresh(self._focus_if_shown, "pods")
 
     # -- helm --
