@@ -100,6 +100,7 @@ class MainScreen(Screen):
         self._notices: list[tuple[str, str]] = []
         self._worker: Worker | None = None
         self._shown_step: str | None = None
+        self._rescope_pods = False
         self.zoomed = False
         self._started_at: dict[str, float] = {}
         self._progress_keys: dict[str, str] = {}  # running step -> its row's second line
@@ -171,6 +172,8 @@ class MainScreen(Screen):
                 self._pending.append(note)
             if event.kind is EventKind.FAILED:
                 self._notices.append((step_id, event.message or "failed"))
+            elif step_id.startswith("enroll-"):
+                self._rescope_pods = True  # a newly enrolled namespace joins the pods pane
         if event.state:
             try:
                 state = StepState(event.state)
@@ -187,6 +190,11 @@ class MainScreen(Screen):
 
     def _flush(self) -> None:
         """Timer: merge what arrived since the last tick into one redraw."""
+        if self._rescope_pods:
+            self._rescope_pods = False
+            panes = self.query_one(Panes)
+            if not panes.all_namespaces:
+                panes.rescope_pods()
         pane = self.query_one(OutputPane)
         if self._reset_pane:
             self._reset_pane = False

@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static
@@ -48,9 +49,15 @@ class Panes(Vertical):
     """Tabs + ContentSwitcher. The app may carry fed providers (`pods_provider`,
     `helm_provider`), a frozen `now`, and the cluster target (`kubeconfig`, `kube_context`)."""
 
+    BINDINGS = [
+        # On Panes, not PodsPane: a new scope needs a new watcher, and Panes owns the watcher.
+        Binding("a", "pods_scope", "All namespaces", id="pods.scope"),
+    ]
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.current = "output"
+        self.all_namespaces = False  # pods scope: istio-system + enrolled namespaces, or all
         self.owned: list[Any] = []  # watchers started here, stopped on unmount
         self._started: set[str] = set()
         self._pods_gate: GatedProvider | None = None
@@ -126,10 +133,31 @@ class Panes(Vertical):
         from ambient_tui.watch.pods import PodWatcher, mesh_namespaces
 
         kubeconfig, context = self._app("kubeconfig"), self._app("kube_context")
-        namespaces = mesh_namespaces(kubeconfig=kubeconfig, context=context)
+        namespaces = None if self.all_namespaces else mesh_namespaces(kubeconfig=kubeconfig, context=context)
         watcher = PodWatcher(namespaces=namespaces, kubeconfig=kubeconfig, context=context).start()
         self.owned.append(watcher)
         self.app.call_from_thread(self._mount_pods, watcher)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "pods_scope":  # only with the pods pane shown and a real watch behind it
+            return self.current == "pods" and self._app("pods_provider") is None
+        return True
+
+    def action_pods_scope(self) -> None:
+        self.all_namespaces = not self.all_namespaces
+        self.rescope_pods()
+        self.notify("Pods: all namespaces" if self.all_namespaces
+                    else "Pods: istio-system and the enrolled namespaces")
+
+    def rescope_pods(self) -> None:
+        """Replace the pod watch (new scope, or the enrolled namespaces changed)."""
+        if "pods" not in self._started or self._app("pods_provider") is not None:
+            return  # not started yet: the first show reads the scope anyway
+        for watcher in self.owned:
+            watcher.stop(timeout=1.0)
+        self.owned.clear()
+        self.run_worker(self._open_pod_watch, name="pod watch", group="watch", thread=True,
+                        exit_on_error=False)
 
     def _mount_pods(self, provider: Any) -> None:
         from screens.pods import PodsPane
@@ -137,6 +165,11 @@ class Panes(Vertical):
         self._pods_gate = GatedProvider(provider)
         self._pods_gate.open = self.current == "pods"
         box = self.query_one("#pane-pods")
+        existing = box.query("#pods")
+        if existing:  # a rescope: same table, new watcher; the next tick merges the new rows
+            pane = existing.first()
+            pane.provider, pane._seen = self._pods_gate, -1
+            return
         box.query("#pods-placeholder").remove()
         box.mount(PodsPane(self._pods_gate, now=self._app("now", time.time),
                            kubeconfig=self._app("kubeconfig"), context=self._app("kube_context"),
@@ -145,17 +178,12 @@ class Panes(Vertical):
 
     # -- helm --
     def _start_helm(self) -> None:
-        box = self.query_one("#pane-helm")
-        try:  # another module, loaded only when shown
-            from screens.helm import HelmPane
+        from screens.helm import HelmPane  # loaded only when first shown
 
-            pane = HelmPane(kubeconfig=self._app("kubeconfig"), context=self._app("kube_context"),
-                            namespaces=None, provider=self._app("helm_provider"),
-                            now=self._app("now", time.time), id="helm")
-        except (ImportError, AttributeError, TypeError) as exc:
-            box.query_one("#helm-placeholder", Static).update(
-                Text(f"Helm pane unavailable: {exc}", style="yellow"))
-            return
+        box = self.query_one("#pane-helm")
+        pane = HelmPane(kubeconfig=self._app("kubeconfig"), context=self._app("kube_context"),
+                        namespaces=None, provider=self._app("helm_provider"),
+                        now=self._app("now", time.time), id="helm")
         box.query("#helm-placeholder").remove()
         box.mount(pane)
         self.call_after_refresh(self._focus_if_shown, "helm")

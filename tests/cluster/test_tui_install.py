@@ -91,15 +91,48 @@ async def wait_for(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
-def api_pods(kubeconfig) -> set[str]:
+APP_NS = "tui-apps"  # enrolled by the plan; its pod must join the pods pane after enrolment
+
+
+def core_api(kubeconfig):
     from kubernetes import client, config
 
-    core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
-    return {p.metadata.name for p in core.list_namespaced_pod("istio-system").items}
+    return client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+
+
+def api_pods(kubeconfig, namespaces=("istio-system", APP_NS)) -> set[str]:
+    core = core_api(kubeconfig)
+    return {p.metadata.name for ns in namespaces for p in core.list_namespaced_pod(ns).items}
+
+
+@pytest.fixture
+def app_namespace(kubeconfig):
+    """A namespace with one pod (kwok schedules it and marks it Running), deleted afterwards."""
+    from kubernetes.client.rest import ApiException
+
+    core = core_api(kubeconfig)
+    try:
+        core.delete_namespace(APP_NS)
+    except ApiException:
+        pass
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            core.create_namespace({"metadata": {"name": APP_NS}})
+            break
+        except ApiException as e:  # 409 while the old one terminates
+            if e.status != 409 or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    core.create_namespaced_pod(APP_NS, {"metadata": {"name": "web"}, "spec": {"containers": [
+        {"name": "web", "image": "nginx"}]}})
+    yield APP_NS
+    core.delete_namespace(APP_NS)
 
 
 @pytest.mark.asyncio
-async def test_full_install_from_the_tui(admin_env, kubeconfig, tools, clean_cluster, tmp_path, monkeypatch):
+async def test_full_install_from_the_tui(admin_env, kubeconfig, tools, clean_cluster, app_namespace,
+                                         tmp_path, monkeypatch):
     # The AWS checks read the process environment (boto3): point them at the loopback AWS.
     for k, v in admin_env.items():
         if k.startswith("AWS_"):
@@ -107,7 +140,7 @@ async def test_full_install_from_the_tui(admin_env, kubeconfig, tools, clean_clu
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     settings = Settings(istio_version=build.ISTIO_VERSION, chart_source=str(tools.charts),
-                        gateway_api_file=str(clean_cluster))
+                        gateway_api_file=str(clean_cluster), enroll=[app_namespace])
     plan = build_install_plan(settings)
     runner = Runner(plan, journal=Journal(tmp_path / "journal.jsonl"), env=admin_env)
     app = AmbientApp(plan, runner, context="sandbox", istio_version=build.ISTIO_VERSION,
@@ -163,7 +196,9 @@ async def test_full_install_from_the_tui(admin_env, kubeconfig, tools, clean_clu
         await pilot.pause(0.5)
 
         states = {s.id: s.state.value for s in plan.steps}
-        assert all(s.state is StepState.SUCCEEDED for s in plan.steps), states
+        # The post-check asks a real ztunnel, which kwok does not run: it may only warn.
+        assert all(s.state is StepState.SUCCEEDED or (s.warn_only and s.state is StepState.WARNED)
+                   for s in plan.steps), states
 
         # Rows equal the API's pod list, and every pod is Ready.
         await wait_for(lambda: {r[1] for r in pods.table_rows()} == api_pods(kubeconfig), 60,
@@ -173,6 +208,8 @@ async def test_full_install_from_the_tui(admin_env, kubeconfig, tools, clean_clu
         done.set()
         await sampler
         final = {r[1] for r in pods.table_rows()}
+        assert "web" in final  # the namespace enrolled during the run joined the pane
+        assert {r[6] for r in pods.table_rows() if r[1] == "web"} == {"yes"}
         assert any(n.startswith("istiod-") for n in final)
         assert any(n.startswith("ztunnel-") for n in final) and any(n.startswith("istio-cni-node-") for n in final)
         assert seen_rows >= final and ready_rows  # seen appearing and turning Ready during the run
@@ -185,6 +222,16 @@ async def test_full_install_from_the_tui(admin_env, kubeconfig, tools, clean_clu
         assert readiness_lines and any("ready " in line for line in readiness_lines)
         progress = screen.query_one("#progress")
         assert (progress.done, progress.total) == (len(plan.steps), len(plan.steps))
+
+        # `a`: all namespaces (kube-system's aws-node pods appear), `a` again: back to the mesh.
+        await pilot.press("a")
+        await wait_for(lambda: {r[1] for r in pods.table_rows()} == api_pods(
+            kubeconfig, [n.metadata.name for n in core_api(kubeconfig).list_namespace().items]),
+            60, "all namespaces in the pods pane")
+        assert any(r[0] == "kube-system" for r in pods.table_rows())
+        await pilot.press("a")
+        await wait_for(lambda: {r[1] for r in pods.table_rows()} == api_pods(kubeconfig), 60,
+                       "the mesh scope again")
 
         # Helm: every release deployed.
         rel = {r["name"]: r for r in helm_releases(admin_env)}
