@@ -125,3 +125,31 @@ def update_vpc_cni_env(cluster: str, region: str | None, env: dict[str, str]) ->
     upd = r.get("update", {})
     return [f"UpdateAddon vpc-cni: update {upd.get('id', '?')} {upd.get('status', '')}".strip(),
             f"configurationValues: {json.dumps(cfg, sort_keys=True)}"]
+
+
+def restore_vpc_cni_env_var(cluster: str, region: str | None, name: str, value: str | None) -> list[str]:
+    """UpdateAddon vpc-cni with one env var put back to `value`, or removed when None (the
+    add-on's own default then applies). The rest of configurationValues is kept."""
+    client = _client("eks", region)
+    addon = describe_vpc_cni_addon(cluster, region)
+    if addon is None:
+        raise AwsError(f"vpc-cni is not a managed add-on of {cluster} any more; nothing to restore there")
+    cfg = addon_config(addon)
+    env = dict(cfg.get("env") or {})
+    if value is None:
+        env.pop(name, None)
+    else:
+        env[name] = value
+    if env:
+        cfg["env"] = env
+    else:
+        cfg.pop("env", None)
+    try:
+        r = client.update_addon(clusterName=cluster, addonName="vpc-cni",
+                                configurationValues=json.dumps(cfg), resolveConflicts="PRESERVE")
+    except Exception as e:  # noqa: BLE001
+        raise _err(f"eks:UpdateAddon {cluster}/vpc-cni", e) from None
+    upd = r.get("update", {})
+    return [f"UpdateAddon vpc-cni: update {upd.get('id', '?')} {upd.get('status', '')}".strip(),
+            f"{name} " + (f"restored to {value}" if value is not None else "removed (add-on default)"),
+            f"configurationValues: {json.dumps(cfg, sort_keys=True)}"]

@@ -153,25 +153,104 @@ def pods_needing_restart(kube) -> list[str]:
     return sorted(out)
 
 
+# Output line of the fix step that records what it changed, so an uninstall can put it back.
+# It lands in the journal's step-end `tail`; `parse_record` reads it back.
+RECORD_PREFIX = "revert-record "
+FIX_STEP_ID = "fix-sg-enforcing-mode"
+REVERT_STEP_ID = "revert-sg-enforcing-mode"
+
+
+@dataclass(frozen=True)
+class EnforcingModeChange:
+    """What the fix step changed: the value before (None: unset) and where it lives."""
+
+    previous: str | None
+    managed: bool
+    cluster: str | None = None
+    region: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return self.previous if self.previous is not None else "unset (the VPC CNI default, strict)"
+
+    @property
+    def where(self) -> str:
+        return (f"EKS managed add-on vpc-cni of {self.cluster}" if self.managed
+                else "self-managed DaemonSet kube-system/aws-node")
+
+
+def record_lines(change: EnforcingModeChange) -> list[str]:
+    data = {"var": MODE_VAR, "previous": change.previous, "managed": change.managed,
+            "cluster": change.cluster, "region": change.region}
+    return [f"{MODE_VAR} was {change.shown} ({change.where})",
+            RECORD_PREFIX + json.dumps(data, sort_keys=True)]
+
+
+def parse_record(lines) -> EnforcingModeChange | None:
+    """The change recorded in a fix step's output lines, or None."""
+    for line in lines or ():
+        if isinstance(line, str) and line.startswith(RECORD_PREFIX):
+            try:
+                data = json.loads(line[len(RECORD_PREFIX):])
+            except ValueError:
+                continue
+            if isinstance(data, dict) and data.get("var") == MODE_VAR:
+                prev = data.get("previous")
+                return EnforcingModeChange(None if prev is None else str(prev), bool(data.get("managed")),
+                                           data.get("cluster"), data.get("region"))
+    return None
+
+
+def unreverted_change(records) -> EnforcingModeChange | None:
+    """The change to undo from journal records in time order: the value before the first
+    succeeded fix since the last succeeded revert (a second fix would record `standard`)."""
+    pending: EnforcingModeChange | None = None
+    for rec in records:
+        if rec.get("type") != "step-end" or rec.get("state") != "succeeded":
+            continue
+        if rec.get("step") == FIX_STEP_ID and pending is None:
+            pending = parse_record(rec.get("tail"))
+        elif rec.get("step") == REVERT_STEP_ID:
+            pending = None
+    return pending
+
+
+def _daemonset_mode(kube) -> str | None:
+    ds = kube.get_daemonset("kube-system", "aws-node")
+    if ds is None:
+        raise RuntimeError("daemonset kube-system/aws-node is not there: not the Amazon VPC CNI")
+    return env_of(ds).get(MODE_VAR) or None
+
+
 def enforcing_mode_fix_steps(kube, managed: bool, cluster: str | None = None,
                              region: str | None = None) -> list[Step]:
-    """Set POD_SECURITY_GROUP_ENFORCING_MODE=standard the right way, then list pods to restart."""
+    """Set POD_SECURITY_GROUP_ENFORCING_MODE=standard the right way, then list pods to restart.
+
+    The set step first reads the current value and prints it as a revert record, so
+    `ambient-tui uninstall --revert-cni` can restore exactly what was there."""
     if managed:
         if not cluster:
             raise ValueError("the managed add-on fix needs the EKS cluster name")
         from ambient_tui.aws import eks
         cfg = json.dumps({"env": {MODE_VAR: "standard"}})
+
+        def update() -> list[str]:
+            addon = eks.describe_vpc_cni_addon(cluster, region)
+            previous = (eks.addon_config(addon).get("env") or {}).get(MODE_VAR) if addon else None
+            lines = eks.update_vpc_cni_env(cluster, region, {MODE_VAR: "standard"})
+            return record_lines(EnforcingModeChange(previous, True, cluster, region)) + lines
         set_step = Step(
-            "fix-sg-enforcing-mode", f"vpc-cni add-on: {MODE_VAR}=standard (UpdateAddon)",
-            api=ApiCall(f"EKS UpdateAddon {cluster}/vpc-cni configurationValues merge {cfg}",
-                        lambda: eks.update_vpc_cni_env(cluster, region, {MODE_VAR: "standard"})),
+            FIX_STEP_ID, f"vpc-cni add-on: {MODE_VAR}=standard (UpdateAddon)",
+            api=ApiCall(f"EKS UpdateAddon {cluster}/vpc-cni configurationValues merge {cfg}", update),
             timeout=120)
     else:
         def patch() -> list[str]:
+            previous = _daemonset_mode(kube)  # read first: --revert-cni puts it back
             kube.set_daemonset_env("kube-system", "aws-node", "aws-node", {MODE_VAR: "standard"})
-            return [f"patched daemonset kube-system/aws-node: {MODE_VAR}=standard"]
+            return (record_lines(EnforcingModeChange(previous, False))
+                    + [f"patched daemonset kube-system/aws-node: {MODE_VAR}=standard"])
         set_step = Step(
-            "fix-sg-enforcing-mode", f"aws-node: {MODE_VAR}=standard (DaemonSet env)",
+            FIX_STEP_ID, f"aws-node: {MODE_VAR}=standard (DaemonSet env)",
             api=ApiCall(f"PATCH apps/v1 DaemonSet kube-system/aws-node env {MODE_VAR}=standard", patch),
             timeout=60)
 
@@ -186,6 +265,63 @@ def enforcing_mode_fix_steps(kube, managed: bool, cluster: str | None = None,
                      api=ApiCall("LIST v1 Pods (annotation vpc.amazonaws.com/pod-eni or SecurityGroupPolicy "
                                  "podSelector)", restart_list), timeout=60)
     return [set_step, list_step]
+
+
+def revert_description(change: EnforcingModeChange) -> str:
+    if change.managed:
+        what = (f"{MODE_VAR}={change.previous}" if change.previous is not None
+                else f"{MODE_VAR} removed from configurationValues")
+        return f"EKS UpdateAddon {change.cluster}/vpc-cni configurationValues env {what}"
+    what = (f"env {MODE_VAR}={change.previous}" if change.previous is not None
+            else f"env {MODE_VAR} removed")
+    return f"PATCH apps/v1 DaemonSet kube-system/aws-node {what}"
+
+
+def revert_command(change: EnforcingModeChange) -> str:
+    """The same revert by hand, for the leftover report."""
+    if change.managed:
+        return (f"aws eks update-addon --cluster-name {change.cluster} --addon-name vpc-cni "
+                "--configuration-values '<current values with env."
+                + (f"{MODE_VAR}={change.previous}" if change.previous is not None else f"{MODE_VAR} removed")
+                + ">' --resolve-conflicts PRESERVE")
+    return (f"kubectl -n kube-system set env daemonset/aws-node "
+            + (f"{MODE_VAR}={change.previous}" if change.previous is not None else f"{MODE_VAR}-"))
+
+
+def revert_enforcing_mode_steps(kube_factory, change: EnforcingModeChange) -> list[Step]:
+    """Put POD_SECURITY_GROUP_ENFORCING_MODE back to what the fix step found (or remove it).
+
+    `kube_factory` returns a cluster.client.KubeClient when the step runs (not when the plan
+    is built), so a plan can be shown without a cluster."""
+    if change.managed:
+        if not change.cluster:
+            raise ValueError("the recorded managed add-on change has no EKS cluster name")
+        from ambient_tui.aws import eks
+
+        def update() -> list[str]:
+            return eks.restore_vpc_cni_env_var(change.cluster, change.region, MODE_VAR, change.previous)
+        call = ApiCall(revert_description(change), update)
+    else:
+        def patch() -> list[str]:
+            kube = kube_factory()
+            ds = kube.get_daemonset("kube-system", "aws-node")
+            if ds is None:
+                raise RuntimeError("daemonset kube-system/aws-node is not there any more")
+            if change.previous is not None:
+                kube.set_daemonset_env("kube-system", "aws-node", "aws-node", {MODE_VAR: change.previous})
+            elif MODE_VAR in env_of(ds):
+                # Strategic merge: env entries merge by name; $patch delete removes this one.
+                body = {"spec": {"template": {"spec": {"containers": [
+                    {"name": "aws-node", "env": [{"name": MODE_VAR, "$patch": "delete"}]}]}}}}
+                kube.call("patching daemonset kube-system/aws-node", kube.apps.patch_namespaced_daemon_set,
+                          "aws-node", "kube-system", body, field_manager="ambient-tui")
+            now = _daemonset_mode(kube)
+            if now != change.previous:
+                raise RuntimeError(f"aws-node still has {MODE_VAR}={now or 'unset'} after the patch")
+            return [f"daemonset kube-system/aws-node: {MODE_VAR} is {change.shown} again"]
+        call = ApiCall(revert_description(change), patch)
+    return [Step(REVERT_STEP_ID, f"revert VPC CNI enforcing mode to {change.shown}", api=call, timeout=120,
+                 note="pods with branch ENIs need a restart to pick the mode up")]
 
 
 def enforcing_mode_fix_plan(kube, managed: bool, cluster: str | None = None, region: str | None = None) -> Plan:

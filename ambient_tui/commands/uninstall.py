@@ -4,6 +4,7 @@ Discover, show exactly what will be deleted, check every permission before the f
 ask for the cluster name to be typed (unless --yes), run the plan with progress, then verify.
 Exit codes: 0 verification found nothing left of what was asked (or --dry-run), 1 refused,
 aborted, a step failed or something is left, 2 the cluster could not be read.
+The work itself is in plans/uninstall_session.py, shared with the TUI's uninstall screen.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "uninstall", help="remove Istio ambient from the cluster, then verify nothing is left",
         description="Remove Istio ambient in reverse order: unenrol namespaces, delete waypoints, "
-                    "helm uninstall gateway/ztunnel/istio-cni/istiod/base, optionally purge CRDs, "
-                    "delete ambient-tui NetworkPolicies and the istio-system namespace.")
+                    "helm uninstall gateway/ztunnel/istio-cni/istiod/base (or istioctl uninstall --purge), "
+                    "optionally purge CRDs, delete ambient-tui NetworkPolicies and the istio-system "
+                    "namespace, optionally revert the VPC CNI enforcing mode.")
     p.add_argument("--yes", action="store_true", help="do not ask for the cluster name to be typed")
     p.add_argument("--dry-run", action="store_true", help="show what would be removed; change nothing")
     p.add_argument("--purge-crds", action="store_true",
@@ -30,7 +32,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--keep-namespace-labels", action="store_true",
                    help="leave istio.io/dataplane-mode labels on namespaces")
     p.add_argument("--revert-cni", action="store_true",
-                   help="revert a VPC CNI enforcing-mode change made by this tool")
+                   help="put POD_SECURITY_GROUP_ENFORCING_MODE back to the value this tool's fix "
+                        "found (recorded in the journal)")
     p.add_argument("--resume", action="store_true",
                    help="skip steps the journal saw succeed in the last interrupted uninstall")
     p.add_argument("--kubeconfig", metavar="PATH", help="default: $KUBECONFIG or ~/.kube/config")
@@ -42,39 +45,23 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def _last_uninstall_run(path):
     """The journal records of the last uninstall run, for --resume."""
     from ambient_tui.engine.journal import Journal, JournalRead
+    from ambient_tui.plans.uninstall_session import last_uninstall_run
 
-    read = Journal.read(path)
-    runs = [r["run"] for r in read.records
-            if r.get("type") == "plan" and str(r.get("title", "")).startswith("Uninstall")]
-    if not runs:
-        return JournalRead()
-    last = runs[-1]
-    # Dry-run steps end "skipped": they must not count as done.
-    recs = [r for r in read.records if r.get("run") == last
-            and not (r.get("type") == "step-end" and r.get("state") == "skipped")]
-    return JournalRead(records=recs)
-
-
-def _cni_note(journal_path) -> str:
-    from ambient_tui.engine.journal import Journal
-
-    for rec in Journal.read(journal_path).records:
-        if "POD_SECURITY_GROUP_ENFORCING_MODE" in " ".join(rec.get("argv") or []) + rec.get("api", ""):
-            return ("--revert-cni: the journal records a VPC CNI enforcing-mode change, but reverting it "
-                    "is not automated yet; restore it with `kubectl set env daemonset/aws-node -n "
-                    "kube-system POD_SECURITY_GROUP_ENFORCING_MODE=<previous value>`")
-    return "--revert-cni: nothing to revert; the journal records no VPC CNI change by this tool"
+    return last_uninstall_run(Journal.read(path).records, JournalRead)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None,
         stdin: TextIO | None = None) -> int:
-    from ambient_tui.engine.journal import Journal, journal_path
+    from ambient_tui.engine.events import EventKind
+    from ambient_tui.engine.journal import JournalError
     from ambient_tui.engine.runner import Runner
     from ambient_tui.plans import uninstall as u
+    from ambient_tui.plans.uninstall_session import UninstallSession, verified_message
 
     out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
     opts = u.Options(purge_crds=args.purge_crds, keep_namespace_labels=args.keep_namespace_labels,
                      revert_cni=args.revert_cni)
+    session = UninstallSession(args.kubeconfig, args.context)
 
     def say(msg: str = "") -> None:
         print(msg, file=out, flush=True)
@@ -84,39 +71,32 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return code
 
     try:
-        cluster = u.cluster_name(args.kubeconfig, args.context)
-        jpath = journal_path(cluster)
-        api = u.api_client(args.kubeconfig, args.context)
-        denied = u.denied_permissions(api, u.DISCOVERY_PERMISSIONS)
-        if denied:
-            return refuse(f"refused, nothing changed: this user cannot read what the uninstall must "
-                          f"see in cluster {cluster}: " + "; ".join(map(str, denied))
-                          + ". Use a cluster-admin kubeconfig.")
-        before = u.discover(args.kubeconfig, args.context, journal_path=jpath, cluster=cluster)
-    except u.DiscoveryError as e:
-        return refuse(f"nothing changed: {e}", EXIT_INPUT)
+        before = session.discover()
+    except u.DiscoveryError as e:  # Refused included: it says "refused, nothing changed"
+        msg = str(e)
+        return refuse(msg if msg.startswith("refused") else f"nothing changed: {msg}",
+                      EXIT_FAILED if msg.startswith("refused") else EXIT_INPUT)
+    cluster = session.cluster
 
-    plan = u.build_uninstall_plan(before, opts, args.context, args.kubeconfig)
+    plan = session.plan(before, opts)
     items = u.deletion_list(before, opts)
     say(f"Cluster {cluster}: " + (f"{len(items)} item(s) will be removed:" if items else "nothing to remove."))
-    for line in items:
-        say(f"  - {line}")
+    for line in items:  # an indented line is part of the item above it (a release's objects)
+        say(f"    {line}" if line.startswith("  ") else f"  - {line}")
     for line in u.kept_list(before, opts):
         say(f"  kept: {line}")
-    if args.revert_cni:
-        say(f"  {_cni_note(jpath)}")
+    if args.revert_cni and before.cni_change is None:
+        say("  --revert-cni: nothing to revert; the journal records no VPC CNI change by this tool")
     if before.enrolled_namespaces and not opts.keep_namespace_labels:
         say("  warning: unenrolled namespaces lose mTLS; their traffic is sent in plain text")
 
     if plan.steps:
         try:
-            denied = u.denied_permissions(api, u.required_permissions(before, opts))
+            denied = session.denied(before, opts)
         except u.DiscoveryError as e:
             return refuse(f"nothing changed: {e}", EXIT_INPUT)
         if denied:
-            shown = "; ".join(map(str, denied[:8])) + (f"; and {len(denied) - 8} more" if len(denied) > 8 else "")
-            return refuse(f"refused, nothing changed: this user lacks {len(denied)} permission(s) the "
-                          f"uninstall needs: {shown}. Use a cluster-admin kubeconfig.")
+            return refuse(session.refusal(denied))
 
     if args.dry_run:
         say("dry-run: nothing is changed. The plan:")
@@ -124,7 +104,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             say(f"  [{i}/{len(plan.steps)}] {s.title}: {s.command}")
         return EXIT_OK
     if not plan.steps:
-        return _verify(u, before, opts, args, cluster, jpath, say)
+        return _verify(session, before, opts, say, verified_message)
 
     if not args.yes:
         print(f"Type the cluster name ({cluster}) to remove the items above: ", end="", file=out, flush=True)
@@ -132,15 +112,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         if typed != cluster:
             return refuse(f"aborted, nothing changed: typed {typed!r}, expected {cluster!r}")
 
-    journal = Journal.for_cluster(cluster)
+    journal = session.journal()
     runner = Runner(plan, journal=journal)
     if args.resume:
-        done = runner.resume_from(_last_uninstall_run(jpath))
+        done = session.resume(runner)
         if done:
             say(f"resuming: {len(done)} step(s) already done: {', '.join(done)}")
     total = len(plan.steps)
     index = {s.id: i for i, s in enumerate(plan.steps, 1)}
-    from ambient_tui.engine.events import EventKind
 
     def progress(ev) -> None:
         step = plan.step(ev.step_id)
@@ -157,26 +136,28 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     runner.subscribe(progress)
     try:
         ok = asyncio.run(runner.run())
+    except JournalError as e:
+        return refuse(str(e))
     finally:
         journal.close()
     if not ok:
         failed = [s for s in plan.steps if not s.state.done]
         if failed:
             say(f"stopped at {failed[0].title}; fix the cause and rerun with --resume")
-    code = _verify(u, before, opts, args, cluster, jpath, say)
+    code = _verify(session, before, opts, say, verified_message)
     return code if ok else EXIT_FAILED
 
 
-def _verify(u, before, opts, args, cluster, jpath, say) -> int:
+def _verify(session, before, opts, say, verified_message) -> int:
+    from ambient_tui.plans import uninstall as u
+
     try:
-        after = u.discover(args.kubeconfig, args.context, journal_path=jpath, cluster=cluster)
+        left = session.verify(before, opts)
     except u.DiscoveryError as e:
         say(f"verification could not read the cluster: {e}")
         return EXIT_FAILED
-    left = u.verify(before, after, opts, args.context)
     if not left:
-        say("verified: no Istio releases, no istio-system namespace"
-            + (", no Istio CRDs" if opts.purge_crds else "") + ", no labelled leftovers")
+        say(verified_message(before, opts))
         return EXIT_OK
     say(f"verification: {len(left)} item(s) left:")
     for item in left:

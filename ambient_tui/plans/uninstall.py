@@ -1,9 +1,11 @@
 """The uninstall: discover what is there, say exactly what goes, remove it in reverse order.
 
 Order: unenrol namespaces -> delete waypoints -> helm uninstall gateway, ztunnel, istio-cni,
-istiod, base (those that exist) -> optional purge of the Istio CRDs -> optional removal of the
-Gateway API CRDs (only when this tool installed them and nothing uses them) -> the NetworkPolicies
-this tool created -> the istio-system namespace.
+istiod, base (those that exist), or `istioctl uninstall --purge` for an istioctl install ->
+optional purge of the Istio CRDs -> optional removal of the Gateway API CRDs (only when this tool
+installed them and nothing uses them) -> the NetworkPolicies this tool created -> the
+istio-system namespace (and a gateway namespace the gateway release was the last thing in) ->
+optional revert of the VPC CNI enforcing-mode change this tool made.
 
 Discovery is a plain dataclass snapshot, so the plan is a pure function of it and can be tested
 without a cluster. `kubernetes` is imported inside functions so the CLI starts without it.
@@ -17,6 +19,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ambient_tui.checks.vpc_cni import (EnforcingModeChange, revert_command,
+                                        revert_enforcing_mode_steps, unreverted_change)
 from ambient_tui.engine.plan import ApiCall, Phase, Plan, Step
 
 ISTIO_NAMESPACE = "istio-system"
@@ -32,6 +36,13 @@ CHART_ORDER = {"gateway": 0, "ztunnel": 1, "cni": 2, "istiod": 3, "base": 4}
 RELEASE_NAMES = {"istio-ingress": "gateway", "ztunnel": "ztunnel", "istio-cni": "cni",
                  "istiod": "istiod", "istio-base": "base"}
 ISTIO_RELEASE_NAMESPACES = (ISTIO_NAMESPACE, "istio-ingress")
+# What `istioctl install` labels every object with (checked on istioctl 1.31); helm installs
+# of the same charts carry it too, but also helm's release annotation.
+ISTIOCTL_LABEL = "operator.istio.io/component"
+HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
+# Objects every namespace has, or that istiod copies into it: not a reason to keep it.
+NAMESPACE_DEFAULTS = {("ConfigMap", "kube-root-ca.crt"), ("ConfigMap", "istio-ca-root-cert"),
+                      ("ServiceAccount", "default")}
 
 
 class DiscoveryError(RuntimeError):
@@ -84,9 +95,23 @@ class Discovery:
     netpols: list[Obj] = field(default_factory=list)
     istio_namespace: str = ISTIO_NAMESPACE
     istio_namespace_exists: bool = False
-    # Istio workloads that no helm release owns (an istioctl install).
+    namespaces_seen: list[str] = field(default_factory=list)
+    # Istio objects that no helm release owns (an istioctl install), and its CRDs, which
+    # `istioctl uninstall --purge` deletes too.
     istioctl_resources: list[Obj] = field(default_factory=list)
+    istioctl_crds: list[str] = field(default_factory=list)
+    # Release namespaces other than istio-system (e.g. istio-ingress): those whose only
+    # content is Istio releases are deleted; the others are kept, with the reason.
+    release_namespaces_to_delete: list[str] = field(default_factory=list)
+    release_namespaces_kept: dict[str, str] = field(default_factory=dict)
+    # The VPC CNI enforcing-mode change this tool made and has not reverted (from the journal).
+    cni_change: EnforcingModeChange | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def istioctl_install(self) -> bool:
+        """Uninstall through `istioctl uninstall --purge` (no helm release to remove)."""
+        return not self.releases and bool(self.istioctl_resources)
 
 
 @dataclass
@@ -246,21 +271,53 @@ def _served_version(crd) -> str:
     return versions[0].name if versions else "v1"
 
 
-def tool_installed_gateway_api(journal_path: Path | None) -> bool:
-    """True when the journal records a succeeded (not dry-run) `gateway-api-crds` step."""
-    if journal_path is None:
-        return False
+def journal_records(paths) -> list[dict]:
+    """Records of several journals (the install journals under the context name, the
+    uninstall under the cluster name), merged in time order."""
     from ambient_tui.engine.journal import Journal
 
-    for rec in Journal.read(journal_path).records:
-        if (rec.get("type") == "step-end" and rec.get("step") == GATEWAY_API_STEP
-                and rec.get("state") == "succeeded"):
-            return True
-    return False
+    if paths is None:
+        return []
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    recs: list[dict] = []
+    for path in dict.fromkeys(Path(x) for x in paths):
+        recs += Journal.read(path).records
+    return sorted(recs, key=lambda r: r.get("ts") or 0)  # stable: a file's own order is kept
+
+
+def tool_installed_gateway_api(journal_path) -> bool:
+    """True when the journal(s) record a succeeded (not dry-run) `gateway-api-crds` step."""
+    return any(rec.get("type") == "step-end" and rec.get("step") == GATEWAY_API_STEP
+               and rec.get("state") == "succeeded" for rec in journal_records(journal_path))
+
+
+def journal_paths(cluster: str, kubeconfig: str | None = None, context: str | None = None) -> list[Path]:
+    """Where this tool journals for this cluster: the uninstall's (cluster name) first, then the
+    install's and the TUI's (the kube context name)."""
+    from ambient_tui.engine.journal import journal_path
+
+    paths = [journal_path(cluster)]
+    try:
+        paths.append(journal_path(context or current_context(kubeconfig)))
+    except DiscoveryError:
+        pass
+    return list(dict.fromkeys(paths))
+
+
+def current_context(kubeconfig: str | None = None) -> str:
+    from kubernetes.config import kube_config
+
+    try:
+        _, active = kube_config.list_kube_config_contexts(config_file=kubeconfig_file(kubeconfig))
+    except Exception as e:  # ConfigException, missing file
+        raise DiscoveryError(f"cannot read kubeconfig: {e}") from None
+    return active["name"]
 
 
 def discover(kubeconfig: str | None = None, context: str | None = None, helm: str = "helm",
-             env: dict | None = None, journal_path: Path | None = None, cluster: str = "") -> Discovery:
+             env: dict | None = None, journal_path: Path | list[Path] | None = None,
+             cluster: str = "") -> Discovery:
     """A snapshot of everything Istio-related the uninstall could touch."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
@@ -285,6 +342,7 @@ def discover(kubeconfig: str | None = None, context: str | None = None, helm: st
     try:
         for ns in core.list_namespace().items:
             labels = ns.metadata.labels or {}
+            d.namespaces_seen.append(ns.metadata.name)
             if ns.metadata.name == d.istio_namespace:
                 d.istio_namespace_exists = True
             if labels.get(AMBIENT_LABEL) == "ambient":
@@ -318,7 +376,10 @@ def discover(kubeconfig: str | None = None, context: str | None = None, helm: st
                 d.gateway_api_users.append(obj)
     d.waypoints.sort()
     d.gateway_api_users.sort()
-    d.gateway_api_by_tool = tool_installed_gateway_api(journal_path)
+    records = journal_records(journal_path)
+    d.gateway_api_by_tool = any(rec.get("type") == "step-end" and rec.get("step") == GATEWAY_API_STEP
+                                and rec.get("state") == "succeeded" for rec in records)
+    d.cni_change = unreverted_change(records)
     adm = client.AdmissionregistrationV1Api(api)
     for kind, lister in (("ValidatingAdmissionPolicyBinding", adm.list_validating_admission_policy_binding),
                          ("ValidatingAdmissionPolicy", adm.list_validating_admission_policy)):
@@ -333,19 +394,108 @@ def discover(kubeconfig: str | None = None, context: str | None = None, helm: st
 
     d.releases = list_releases(helm, kubeconfig, context, env)
 
-    # istioctl installs: Istio workloads no helm release owns.
-    if d.istio_namespace_exists:
-        try:
-            workloads = ([("Deployment", x) for x in apps.list_namespaced_deployment(d.istio_namespace).items]
-                         + [("DaemonSet", x) for x in apps.list_namespaced_daemon_set(d.istio_namespace).items])
-        except ApiException as e:
-            raise _api_error(e, f"list workloads in {d.istio_namespace}") from None
-        for kind, w in workloads:
-            ann = w.metadata.annotations or {}
-            labels = w.metadata.labels or {}
-            if "meta.helm.sh/release-name" not in ann and labels.get("operator.istio.io/component"):
-                d.istioctl_resources.append(Obj(kind, w.metadata.name, d.istio_namespace))
+    _discover_istioctl(d, apps, core, ext_crds=crds, api=api)
+    _discover_release_namespaces(d, core, apps, kubeconfig, context, helm, env)
     return d
+
+
+def _istioctl_owned(meta) -> bool:
+    labels, ann = meta.labels or {}, meta.annotations or {}
+    return bool(labels.get(ISTIOCTL_LABEL)) and HELM_RELEASE_ANNOTATION not in ann
+
+
+def _discover_istioctl(d: Discovery, apps, core, ext_crds, api) -> None:
+    """What an `istioctl install` left: objects labelled operator.istio.io/component that no
+    helm release annotates."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    d.istioctl_crds = sorted(c.metadata.name for c in ext_crds
+                             if c.metadata.name in d.istio_crds and _istioctl_owned(c.metadata))
+    rbac, adm = client.RbacAuthorizationV1Api(api), client.AdmissionregistrationV1Api(api)
+    ns, sel = d.istio_namespace, ISTIOCTL_LABEL
+    listers = [("MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1", "",
+                lambda: adm.list_mutating_webhook_configuration(label_selector=sel)),
+               ("ValidatingWebhookConfiguration", "admissionregistration.k8s.io/v1", "",
+                lambda: adm.list_validating_webhook_configuration(label_selector=sel)),
+               ("ClusterRole", "rbac.authorization.k8s.io/v1", "",
+                lambda: rbac.list_cluster_role(label_selector=sel)),
+               ("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", "",
+                lambda: rbac.list_cluster_role_binding(label_selector=sel))]
+    if d.istio_namespace_exists:
+        listers = [("Deployment", "apps/v1", ns, lambda: apps.list_namespaced_deployment(ns, label_selector=sel)),
+                   ("DaemonSet", "apps/v1", ns, lambda: apps.list_namespaced_daemon_set(ns, label_selector=sel)),
+                   ("Service", "v1", ns, lambda: core.list_namespaced_service(ns, label_selector=sel)),
+                   ("ConfigMap", "v1", ns, lambda: core.list_namespaced_config_map(ns, label_selector=sel)),
+                   ("ServiceAccount", "v1", ns,
+                    lambda: core.list_namespaced_service_account(ns, label_selector=sel))] + listers
+    found: list[Obj] = []
+    for kind, api_version, namespace, lister in listers:
+        try:
+            items = lister().items
+        except ApiException as e:
+            raise _api_error(e, f"list {kind}s labelled {ISTIOCTL_LABEL}") from None
+        found += [Obj(kind, i.metadata.name, namespace, api_version) for i in items if _istioctl_owned(i.metadata)]
+    # Workloads decide: webhooks or roles alone (a half-removed install) still count.
+    d.istioctl_resources = found
+
+
+def _discover_release_namespaces(d: Discovery, core, apps, kubeconfig, context, helm, env) -> None:
+    """A namespace holding Istio releases other than istio-system (istio-ingress): delete it
+    when the releases are the last thing in it; keep it, and say why, otherwise."""
+    from kubernetes.client.rest import ApiException
+
+    namespaces = sorted({r.namespace for r in d.releases} - {d.istio_namespace})
+    if not namespaces:
+        return
+    others: dict[str, list[str]] = {}
+    try:
+        items = json.loads(_helm(["list", "-A", "-a", "-o", "json", *_kube_flags(kubeconfig, context, "helm")],
+                                 helm, env) or "[]") or []
+    except DiscoveryError:
+        items = []
+    istio = {(r.namespace, r.name) for r in d.releases}
+    for item in items:
+        if (item.get("namespace"), item.get("name")) not in istio:
+            others.setdefault(item.get("namespace", ""), []).append(item.get("name", ""))
+    for ns in namespaces:
+        owned = {(o.kind, o.name) for r in d.releases if r.namespace == ns for o in r.resources}
+        if ns in d.enrolled_namespaces:
+            d.release_namespaces_kept[ns] = "it is enrolled in the mesh, so it holds workloads"
+            continue
+        if others.get(ns):
+            d.release_namespaces_kept[ns] = f"it also holds helm release(s) {', '.join(sorted(others[ns]))}"
+            continue
+        try:
+            found = ([("Deployment", x) for x in apps.list_namespaced_deployment(ns).items]
+                     + [("StatefulSet", x) for x in apps.list_namespaced_stateful_set(ns).items]
+                     + [("DaemonSet", x) for x in apps.list_namespaced_daemon_set(ns).items]
+                     + [("Service", x) for x in core.list_namespaced_service(ns).items]
+                     + [("ConfigMap", x) for x in core.list_namespaced_config_map(ns).items]
+                     + [("ServiceAccount", x) for x in core.list_namespaced_service_account(ns).items]
+                     + [("Secret", x) for x in core.list_namespaced_secret(ns).items]
+                     + [("Pod", x) for x in core.list_namespaced_pod(ns).items])
+        except ApiException as e:
+            if e.status == 404:
+                continue
+            raise _api_error(e, f"list what is in namespace {ns}") from None
+        extra = []
+        for kind, x in found:
+            meta = x.metadata
+            if (kind, meta.name) in owned or (kind, meta.name) in NAMESPACE_DEFAULTS:
+                continue
+            if kind == "Secret" and (x.type == "helm.sh/release.v1" or x.type ==
+                                     "kubernetes.io/service-account-token"):
+                continue
+            if kind == "Pod" and any(ref.kind in ("ReplicaSet", "DaemonSet", "StatefulSet")
+                                     for ref in meta.owner_references or []):
+                continue  # a workload's pod: the workload itself decides
+            extra.append(f"{kind} {meta.name}")
+        if extra:
+            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            d.release_namespaces_kept[ns] = f"it also holds {shown}"
+        else:
+            d.release_namespaces_to_delete.append(ns)
 
 
 # --- the plan ------------------------------------------------------------------------------
@@ -393,11 +543,60 @@ def wait_crds_gone(names: list[str], kubeconfig: str | None = None, context: str
     return ApiCall(f"GET apiextensions.k8s.io/v1 CustomResourceDefinition until gone: {', '.join(names)}", func)
 
 
+def wait_objects_gone(objs: list[Obj], crds: list[str], kubeconfig: str | None = None,
+                      context: str | None = None, timeout: float = 240.0) -> ApiCall:
+    """Poll until these objects and CRDs are gone (404 on each read)."""
+    def func() -> list[str]:
+        import time
+
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        api = api_client(kubeconfig, context)
+        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        rbac, adm = client.RbacAuthorizationV1Api(api), client.AdmissionregistrationV1Api(api)
+        # The kinds istioctl install creates (see _discover_istioctl).
+        readers = {"Deployment": apps.read_namespaced_deployment, "DaemonSet": apps.read_namespaced_daemon_set,
+                   "Service": core.read_namespaced_service, "ConfigMap": core.read_namespaced_config_map,
+                   "ServiceAccount": core.read_namespaced_service_account,
+                   "ClusterRole": rbac.read_cluster_role, "ClusterRoleBinding": rbac.read_cluster_role_binding,
+                   "MutatingWebhookConfiguration": adm.read_mutating_webhook_configuration,
+                   "ValidatingWebhookConfiguration": adm.read_validating_webhook_configuration}
+
+        def exists(o: Obj) -> bool:
+            read = readers.get(o.kind)
+            if read is None:
+                return False
+            try:
+                read(o.name, o.namespace, _request_timeout=15) if o.namespace else read(o.name, _request_timeout=15)
+            except ApiException as e:
+                if e.status == 404:
+                    return False
+                raise
+            return True
+
+        ext = client.ApiextensionsV1Api(api)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = [o.ref for o in objs if exists(o)]
+            crd_left = {c.metadata.name for c in ext.list_custom_resource_definition().items} & set(crds)
+            left += [f"CustomResourceDefinition {n}" for n in sorted(crd_left)]
+            if not left:
+                return [f"{len(objs)} objects and {len(crds)} CRDs gone"]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still present after {timeout:g}s: {', '.join(left[:10])}")
+            time.sleep(1)
+
+    return ApiCall(f"GET {len(objs)} istioctl-installed objects and {len(crds)} CRDs until gone", func)
+
+
 def build_uninstall_plan(d: Discovery, opts: Options | None = None, context: str | None = None,
                          kubeconfig: str | None = None) -> Plan:
     opts = opts or Options()
-    kctl = ["kubectl", *(["--context", context] if context else [])]
-    helm = ["helm", *(["--kube-context", context] if context else [])]
+    # The kubeconfig is passed on: the steps must act on the cluster that was discovered.
+    kcfg = ["--kubeconfig", kubeconfig] if kubeconfig else []
+    kctl = ["kubectl", *kcfg, *(["--context", context] if context else [])]
+    helm = ["helm", *kcfg, *(["--kube-context", context] if context else [])]
     plan = Plan(title=f"Uninstall Istio ambient from {d.cluster or 'the cluster'}",
                 meta={"cluster": d.cluster, "purge_crds": str(opts.purge_crds).lower(),
                       "keep_namespace_labels": str(opts.keep_namespace_labels).lower()})
@@ -421,19 +620,24 @@ def build_uninstall_plan(d: Discovery, opts: Options | None = None, context: str
                  f"helm uninstall {r.name} ({r.chart}) in {r.namespace}", timeout=600,
                  argv=[*helm, "uninstall", r.name, "--namespace", r.namespace, "--wait", "--timeout", "5m"])
             for r in sorted(d.releases, key=lambda r: (r.rank, r.namespace, r.name))]))
-    elif d.istioctl_resources:
+    elif d.istioctl_install:
         plan.phases.append(Phase("istioctl", "Remove the istioctl install", [
-            Step("istioctl-uninstall", "istioctl uninstall --purge (also removes the Istio CRDs)",
-                 timeout=600, argv=["istioctl", "uninstall", "--purge", "-y",
-                                    *(["--context", context] if context else [])])]))
-    if opts.purge_crds and d.istio_crds:
+            Step("istioctl-uninstall", "istioctl uninstall --purge (also removes its Istio CRDs)",
+                 timeout=600, argv=["istioctl", "uninstall", "--purge", "-y", *kcfg,
+                                    *(["--context", context] if context else [])],
+                 note="every Istio custom resource in the cluster is deleted with its CRD"),
+            # istioctl returns while the deletions are still in progress.
+            Step("wait-istioctl-gone", "wait until the istioctl install is gone", timeout=300,
+                 api=wait_objects_gone(d.istioctl_resources, d.istioctl_crds, kubeconfig, context))]))
+    purge = [n for n in d.istio_crds if not (d.istioctl_install and n in d.istioctl_crds)]
+    if opts.purge_crds and purge:
         plan.phases.append(Phase("istio-crds", "Purge the Istio CRDs", [
-            Step("purge-istio-crds", f"delete {len(d.istio_crds)} Istio CRDs", timeout=300,
-                 argv=[*kctl, "delete", "customresourcedefinition", *d.istio_crds, "--ignore-not-found",
+            Step("purge-istio-crds", f"delete {len(purge)} Istio CRDs", timeout=300,
+                 argv=[*kctl, "delete", "customresourcedefinition", *purge, "--ignore-not-found",
                        "--wait=false"],
                  note="every Istio custom resource in the cluster is deleted with its CRD"),
             Step("wait-istio-crds", "wait until the Istio CRDs are gone", timeout=300,
-                 api=wait_crds_gone(d.istio_crds, kubeconfig, context))]))
+                 api=wait_crds_gone(purge, kubeconfig, context))]))
     remove_gw, _ = gateway_api_decision(d, opts)
     if remove_gw:
         plan.phases.append(Phase("gateway-api-crds", "Remove the Gateway API CRDs", [
@@ -453,11 +657,19 @@ def build_uninstall_plan(d: Discovery, opts: Options | None = None, context: str
                  timeout=60, argv=[*kctl, "delete", "networkpolicy", p.name, "-n", p.namespace,
                                    "--ignore-not-found"])
             for p in d.netpols]))
-    if d.istio_namespace_exists:
-        plan.phases.append(Phase("namespace", f"Delete the {d.istio_namespace} namespace", [
-            Step(f"namespace-{d.istio_namespace}", f"delete namespace {d.istio_namespace}", timeout=300,
-                 argv=[*kctl, "delete", "namespace", d.istio_namespace, "--ignore-not-found",
-                       "--wait=true", "--timeout=5m"])]))
+    namespaces = [*d.release_namespaces_to_delete, *([d.istio_namespace] if d.istio_namespace_exists else [])]
+    if namespaces:
+        plan.phases.append(Phase("namespace", f"Delete the {' and '.join(namespaces)} namespace"
+                                 + ("s" if len(namespaces) > 1 else ""), [
+            Step(f"namespace-{_slug(ns)}", f"delete namespace {ns}", timeout=300,
+                 argv=[*kctl, "delete", "namespace", ns, "--ignore-not-found",
+                       "--wait=true", "--timeout=5m"])
+            for ns in namespaces]))
+    if opts.revert_cni and d.cni_change is not None:
+        from ambient_tui.cluster.client import load_client
+
+        plan.phases.append(Phase("revert-cni", "Revert the VPC CNI change", revert_enforcing_mode_steps(
+            lambda: load_client(kubeconfig, context), d.cni_change)))
     return plan
 
 
@@ -473,17 +685,23 @@ def deletion_list(d: Discovery, opts: Options | None = None) -> list[str]:
     for r in sorted(d.releases, key=lambda r: (r.rank, r.namespace, r.name)):
         out.append(f"HelmRelease {r.namespace}/{r.name} ({r.chart} {r.version})".rstrip())
         out += [f"  {o.ref}" for o in r.resources]
-    if not d.releases and d.istioctl_resources:
-        out.append("istioctl install (istioctl uninstall --purge): " +
-                   ", ".join(o.ref for o in d.istioctl_resources))
+    if d.istioctl_install:
+        out.append("istioctl install (istioctl uninstall --purge):")
+        out += [f"  {o.ref}" for o in d.istioctl_resources]
+        out += [f"  CustomResourceDefinition {n}" for n in d.istioctl_crds]
     if opts.purge_crds:
-        out += [f"CustomResourceDefinition {n}" for n in d.istio_crds]
+        out += [f"CustomResourceDefinition {n}" for n in d.istio_crds
+                if not (d.istioctl_install and n in d.istioctl_crds)]
     if gateway_api_decision(d, opts)[0]:
         out += [f"CustomResourceDefinition {n}" for n in d.gateway_api_crds]
         out += [o.ref for o in d.gateway_api_policies]
     out += [p.ref for p in d.netpols]
+    out += [f"Namespace {ns} (the gateway release was the last thing in it)"
+            for ns in d.release_namespaces_to_delete]
     if d.istio_namespace_exists:
         out.append(f"Namespace {d.istio_namespace} (and everything left in it)")
+    if opts.revert_cni and d.cni_change is not None:
+        out.append(f"revert VPC CNI enforcing mode to {d.cni_change.shown} ({d.cni_change.where})")
     return out
 
 
@@ -493,12 +711,17 @@ def kept_list(d: Discovery, opts: Options | None = None) -> list[str]:
     out = []
     if opts.keep_namespace_labels and d.enrolled_namespaces:
         out.append("namespace labels kept (--keep-namespace-labels): " + ", ".join(sorted(d.enrolled_namespaces)))
-    if d.istio_crds and not opts.purge_crds:
-        out.append(f"{len(d.istio_crds)} Istio CRDs kept (pass --purge-crds to delete them)")
+    kept_crds = [n for n in d.istio_crds if not (d.istioctl_install and n in d.istioctl_crds)]
+    if kept_crds and not opts.purge_crds:
+        out.append(f"{len(kept_crds)} Istio CRDs kept (pass --purge-crds to delete them)")
     if d.gateway_api_crds:
         remove, why = gateway_api_decision(d, opts)
         if not remove:
             out.append(why)
+    out += [f"namespace {ns} is kept: {why}" for ns, why in sorted(d.release_namespaces_kept.items())]
+    if d.cni_change is not None and not opts.revert_cni:
+        out.append(f"VPC CNI enforcing mode stays standard (this tool changed it from {d.cni_change.shown}; "
+                   "pass --revert-cni to put it back)")
     if d.opted_out_pods:
         out.append(f"{len(d.opted_out_pods)} pod(s) keep their {AMBIENT_LABEL}=none label "
                    "(harmless without Istio): " + ", ".join(p.ref for p in d.opted_out_pods[:5]))
@@ -563,9 +786,17 @@ def required_permissions(d: Discovery, opts: Options | None = None) -> list[Perm
         perms += [Permission("delete", "apiextensions.k8s.io", "customresourcedefinitions", name=n)
                   for n in d.gateway_api_crds]
         perms += [Permission("delete", *resource_of(o), name=o.name) for o in d.gateway_api_policies]
+    if d.istioctl_install:
+        for o in d.istioctl_resources:
+            perms.append(Permission("delete", *resource_of(o), o.namespace, o.name))
+        perms += [Permission("delete", "apiextensions.k8s.io", "customresourcedefinitions", name=n)
+                  for n in d.istioctl_crds]
     perms += [Permission("delete", "networking.k8s.io", "networkpolicies", p.namespace, p.name) for p in d.netpols]
+    perms += [Permission("delete", "", "namespaces", name=ns) for ns in d.release_namespaces_to_delete]
     if d.istio_namespace_exists:
         perms.append(Permission("delete", "", "namespaces", name=d.istio_namespace))
+    if opts.revert_cni and d.cni_change is not None and not d.cni_change.managed:
+        perms.append(Permission("patch", "apps", "daemonsets", "kube-system", "aws-node"))
     return list(dict.fromkeys(perms))
 
 
@@ -598,8 +829,10 @@ class Leftover:
 
 
 def verify(before: Discovery, after: Discovery, opts: Options | None = None,
-           context: str | None = None) -> list[Leftover]:
-    """What is still there of what the plan was asked to remove, each with the command to do it."""
+           context: str | None = None, cni_mode_now: tuple[bool, str | None] | None = None) -> list[Leftover]:
+    """What is still there of what the plan was asked to remove, each with the command to do it.
+
+    `cni_mode_now` is (read?, value) of the enforcing mode after the run, for --revert-cni."""
     opts = opts or Options()
     k = "kubectl" + (f" --context {context}" if context else "")
     h = "helm" + (f" --kube-context {context}" if context else "")
@@ -620,5 +853,21 @@ def verify(before: Discovery, after: Discovery, opts: Options | None = None,
              for w in after.waypoints]
     left += [Leftover(p.ref, f"{k} delete networkpolicy {p.name} -n {p.namespace}") for p in after.netpols]
     if not after.releases:
-        left += [Leftover(o.ref, f"istioctl uninstall --purge -y") for o in after.istioctl_resources]
+        left += [Leftover(o.ref, "istioctl uninstall --purge -y") for o in after.istioctl_resources]
+    if before.istioctl_install:
+        left += [Leftover(f"CustomResourceDefinition {n}", f"{k} delete crd {n}")
+                 for n in after.istio_crds if n in before.istioctl_crds and not opts.purge_crds]
+    ns_left = {n for n in before.release_namespaces_to_delete} & after_namespaces(after)
+    left += [Leftover(f"Namespace {n}", f"{k} delete namespace {n}") for n in sorted(ns_left)]
+    change = before.cni_change
+    if opts.revert_cni and change is not None and cni_mode_now is not None:
+        read, now = cni_mode_now
+        if not read or now != change.previous:
+            left.append(Leftover(f"VPC CNI enforcing mode is {now if read else 'unknown'}, "
+                                 f"not {change.shown}", revert_command(change)))
     return left
+
+
+def after_namespaces(d: Discovery) -> set[str]:
+    """Release namespaces that still exist, as discovery saw them."""
+    return set(d.namespaces_seen)

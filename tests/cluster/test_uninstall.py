@@ -1,6 +1,8 @@
 """Headless uninstall against the real local API server with the built helm and charts.
 
-The end state is checked through the API, never through the command's own output.
+The end state is checked through the API, never through the command's own output. Every test
+starts from, and leaves, a cluster without Istio (the autouse `clean_slate` fixture): the
+cluster tier shares one control plane and runs files in name order.
 """
 
 from __future__ import annotations
@@ -10,15 +12,43 @@ import io
 import json
 import re
 import subprocess
+import time
 
 import pytest
 
 from ambient_tui.commands import uninstall as cmd
 from ambient_tui.engine.journal import Journal, journal_path
 
-pytestmark = pytest.mark.cluster
+# Generous: helm --wait and namespace deletion are slow on 2 shared cores.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
 
 MANAGED = {"app.kubernetes.io/managed-by": "ambient-tui"}
+MODE = "POD_SECURITY_GROUP_ENFORCING_MODE"
+ISTIO_NAMESPACES = ("istio-system", "istio-ingress")
+
+
+def clean_cluster(env, tools) -> None:
+    """No Istio release, istioctl install, Istio CRD or Istio namespace: what each test expects
+    to find and must leave. Deletions are started without waiting, then polled."""
+    for r in json.loads(sh(env, tools.helm, "list", "-A", "-a", "-o", "json").stdout or "[]"):
+        if r["namespace"] in ISTIO_NAMESPACES:
+            sh(env, tools.helm, "uninstall", r["name"], "-n", r["namespace"], "--wait", "--timeout", "3m",
+               check=False)
+    left = sh(env, tools.kubectl, "get", "deploy,ds", "-A", "-l", "operator.istio.io/component", "-o", "name",
+              check=False).stdout.split()
+    if left:
+        sh(env, tools.istioctl, "uninstall", "--purge", "-y", check=False)
+    crds = [c for c in sh(env, tools.kubectl, "get", "crd", "-o", "name").stdout.split() if c.endswith(".istio.io")]
+    if crds:
+        sh(env, tools.kubectl, "delete", "--wait=false", "--ignore-not-found", *crds)
+    sh(env, tools.kubectl, "delete", "namespace", *ISTIO_NAMESPACES, "--ignore-not-found", "--wait=false")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        names = sh(env, tools.kubectl, "get", "crd,namespace", "-o", "name").stdout.split()
+        if not [n for n in names if n.endswith(".istio.io") or n.split("/")[-1] in ISTIO_NAMESPACES]:
+            return
+        time.sleep(1)
+    raise AssertionError(f"the cluster did not get clean: {names}")
 
 
 @pytest.fixture
@@ -28,6 +58,13 @@ def env(admin_env, monkeypatch, tmp_path):
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     return {**admin_env, "XDG_STATE_HOME": str(tmp_path / "state")}
+
+
+@pytest.fixture(autouse=True)
+def clean_slate(admin_env, tools):
+    clean_cluster(admin_env, tools)
+    yield
+    clean_cluster(admin_env, tools)
 
 
 @pytest.fixture
@@ -234,3 +271,142 @@ def test_interrupted_uninstall_resumes(env, tools, api, control_plane, monkeypat
     assert releases(env, tools) == []
     assert "istio-system" not in namespace_names(api)
     assert crd_names(api, ".istio.io") == []
+
+
+# --- --revert-cni --------------------------------------------------------------------------
+
+def run_enforcing_mode_fix(kubeconfig, journal_name: str, managed: bool, cluster=None, region=None) -> None:
+    """The preflight fix, through the engine Runner with a journal, as the install runs it."""
+    import asyncio
+
+    from ambient_tui.checks.vpc_cni import enforcing_mode_fix_plan
+    from ambient_tui.cluster.client import load_client
+    from ambient_tui.engine.runner import Runner
+
+    journal = Journal.for_cluster(journal_name)
+    runner = Runner(enforcing_mode_fix_plan(load_client(str(kubeconfig)), managed, cluster, region),
+                    journal=journal)
+    try:
+        assert asyncio.run(runner.run())
+    finally:
+        journal.close()
+
+
+@pytest.fixture
+def aws_node_restored(control_plane):
+    before = control_plane.aws_node_env()
+    yield control_plane
+    control_plane.set_aws_node_env(**{MODE: before.get(MODE)})
+
+
+@pytest.mark.parametrize("previous", ["strict", None])
+def test_revert_cni_self_managed_restores_the_daemonset(env, kubeconfig, control_plane, aws_node_restored,
+                                                       previous):
+    control_plane.set_aws_node_env(**{MODE: previous})
+    # The install journals under the kube context name; the uninstall must find it there.
+    run_enforcing_mode_fix(kubeconfig, control_plane.admin_context, managed=False)
+    assert control_plane.aws_node_env()[MODE] == "standard"
+    shown = previous or "unset (the VPC CNI default, strict)"
+
+    code, out, err = uninstall("--dry-run", "--revert-cni")
+    assert code == 0, err
+    assert f"revert VPC CNI enforcing mode to {shown} (self-managed DaemonSet kube-system/aws-node)" in out
+    code, out, err = uninstall("--yes")  # without the flag: kept, and said so
+    assert code == 0, out + err
+    assert f"VPC CNI enforcing mode stays standard (this tool changed it from {shown}" in out
+    assert control_plane.aws_node_env()[MODE] == "standard"
+
+    code, out, err = uninstall("--yes", "--revert-cni")
+    assert code == 0, out + err
+    assert f"VPC CNI enforcing mode back to {shown}" in out
+    env_now = control_plane.aws_node_env()
+    if previous is None:
+        assert MODE not in env_now
+    else:
+        assert env_now[MODE] == previous
+    # Reverted: the journal now says so, and there is nothing more to revert.
+    code, out, err = uninstall("--yes", "--revert-cni")
+    assert code == 0 and "nothing to revert" in out, out + err
+
+
+def test_revert_cni_managed_calls_update_addon(env, kubeconfig, control_plane, aws_local, aws_node_restored,
+                                               monkeypatch):
+    from ambient_tui.aws import eks
+
+    for k, v in aws_local.env.items():
+        monkeypatch.setenv(k, v)
+    eks.update_vpc_cni_env(aws_local.cluster, aws_local.region, {MODE: "strict"})
+    try:
+        run_enforcing_mode_fix(kubeconfig, control_plane.name, managed=True,
+                               cluster=aws_local.cluster, region=aws_local.region)
+        n = len([c for c in aws_local.calls() if c["op"] == "UpdateAddon"])
+
+        code, out, err = uninstall("--yes", "--revert-cni")
+        assert code == 0, out + err
+        assert f"revert VPC CNI enforcing mode to strict (EKS managed add-on vpc-cni of {aws_local.cluster})" in out
+        ups = [c for c in aws_local.calls() if c["op"] == "UpdateAddon"]
+        assert len(ups) == n + 1  # exactly one: the revert
+        assert json.loads(ups[-1]["request"]["configurationValues"])["env"][MODE] == "strict"
+        assert ups[-1]["request"]["resolveConflicts"] == "PRESERVE"
+        assert control_plane.aws_node_env()[MODE] == "strict"  # the add-on rolled it out
+    finally:
+        eks.update_vpc_cni_env(aws_local.cluster, aws_local.region, {MODE: "standard"})
+
+
+# --- gateway namespace, istioctl -------------------------------------------------------------
+
+def test_gateway_namespace_removed_when_the_release_was_the_last_thing(env, tools, api):
+    helm_install(env, tools, "istio-base", "base")
+    helm_install(env, tools, "istiod", "istiod", "--set", "profile=ambient")
+    sh(env, tools.helm, "install", "istio-ingress", str(tools.charts / "gateway"), "-n", "istio-ingress",
+       "--create-namespace")
+    api.core.create_namespaced_config_map("istio-ingress", {"metadata": {"name": "team-notes"}})
+
+    code, out, err = uninstall("--dry-run")
+    assert code == 0, err
+    assert "kept: namespace istio-ingress is kept: it also holds ConfigMap team-notes" in out
+    assert "Namespace istio-ingress" not in out.split("kept:")[0]
+
+    api.core.delete_namespaced_config_map("team-notes", "istio-ingress")
+    code, out, err = uninstall("--yes")
+    assert code == 0, out + err
+    assert "Namespace istio-ingress (the gateway release was the last thing in it)" in out
+    assert releases(env, tools) == []
+    assert not {"istio-system", "istio-ingress"} & namespace_names(api)
+
+
+def istioctl_objects(env, tools) -> list[str]:
+    return sh(env, tools.kubectl, "get", "deploy,ds,svc,cm,sa,clusterrole,clusterrolebinding,"
+              "mutatingwebhookconfiguration,validatingwebhookconfiguration", "-A",
+              "-l", "operator.istio.io/component", "-o", "name").stdout.split()
+
+
+def test_istioctl_install_is_discovered_and_purged(env, tools, api):
+    # Only the objects matter here, not their readiness (kwok nodes flap NotReady when the
+    # machine is loaded, and istioctl then waits its full readiness timeout).
+    proc = sh(env, tools.istioctl, "install", "--set", "profile=ambient", "--skip-confirmation",
+              "--readiness-timeout", "90s", check=False)
+    objs = istioctl_objects(env, tools)
+    assert "deployment.apps/istiod" in objs and "daemonset.apps/ztunnel" in objs, proc.stdout + proc.stderr
+    assert releases(env, tools) == []
+    api.core.create_namespace({"metadata": {"name": "ctl-shop", "labels": {"istio.io/dataplane-mode": "ambient"}}})
+    try:
+        code, out, err = uninstall("--dry-run")
+        assert code == 0, err
+        assert "istioctl install (istioctl uninstall --purge):" in out
+        for want in ("Deployment istio-system/istiod", "DaemonSet istio-system/ztunnel",
+                     "DaemonSet istio-system/istio-cni-node", "MutatingWebhookConfiguration istio-sidecar-injector",
+                     "CustomResourceDefinition authorizationpolicies.security.istio.io"):
+            assert f"      {want}\n" in out, want
+        assert "istioctl uninstall --purge -y" in out
+        assert "Istio CRDs kept" not in out  # istioctl's purge takes its CRDs
+
+        code, out, err = uninstall("--yes")
+        assert code == 0, out + err
+        assert "verified:" in out
+        assert istioctl_objects(env, tools) == []
+        assert "istio-system" not in namespace_names(api)
+        assert crd_names(api, ".istio.io") == []
+        assert "istio.io/dataplane-mode" not in (api.core.read_namespace("ctl-shop").metadata.labels or {})
+    finally:
+        api.core.delete_namespace("ctl-shop")

@@ -74,6 +74,10 @@ def test_self_managed_fix_is_daemonset_patch():
         def set_daemonset_env(self, *a):
             self.calls.append(a)
 
+        def get_daemonset(self, ns, name):
+            return {"spec": {"template": {"spec": {"containers": [{"name": "aws-node", "env": [
+                {"name": "POD_SECURITY_GROUP_ENFORCING_MODE", "value": "strict"}]}]}}}}
+
         def list_security_group_policies(self):
             return []
 
@@ -83,7 +87,9 @@ def test_self_managed_fix_is_daemonset_patch():
     kube = Kube()
     steps = vpc_cni.enforcing_mode_fix_steps(kube, managed=False)
     assert steps[0].api.describe.startswith("PATCH apps/v1 DaemonSet kube-system/aws-node")
-    steps[0].api.func()
+    out = steps[0].api.func()
+    # the previous value is recorded first, so the uninstall's --revert-cni can put it back
+    assert vpc_cni.parse_record(out) == vpc_cni.EnforcingModeChange("strict", False)
     assert kube.calls == [("kube-system", "aws-node", "aws-node", {"POD_SECURITY_GROUP_ENFORCING_MODE": "standard"})]
     assert steps[1].api.func() == ["no pods with branch ENIs need a restart"]
 
