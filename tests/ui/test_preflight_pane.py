@@ -38,6 +38,10 @@ class StubKube:
     def __init__(self):
         self.calls = []
 
+    def get_daemonset(self, ns, name):  # read before the patch, for --revert-cni (not a change)
+        return {"spec": {"template": {"spec": {"containers": [{"name": "aws-node", "env": [
+            {"name": MODE, "value": "strict"}]}]}}}}
+
     def set_daemonset_env(self, ns, name, container, env):
         self.calls.append(("set_env", ns, name, container, dict(env)))
 
