@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from ambient_tui.catalog import parse_version
-from ambient_tui.checks import parsers, vpc_cni
+from ambient_tui.checks import parsers, precheck, vpc_cni
 from ambient_tui.checks.model import FAIL, PASS, SKIP, WARN, Check, CheckContext, Skip
 
 ISTIOD_REQUESTS = {"cpu": 0.5, "memory": 2 * 2**30}  # istiod chart default requests
@@ -37,12 +37,29 @@ def kubernetes_version(ctx: CheckContext) -> Check:
     detail = f"server {v}; Istio {ctx.version} supports Kubernetes {lo}-{hi}"
     if ctx.release.is_eol():
         detail += f"; note: Istio {ctx.release.minor} reached end of life on {ctx.release.eol}"
+    detail += _eks_platform_note(ctx)
     if ctx.release.supports_kubernetes(v):
         return Check("kubernetes-version", t, PASS, detail)
     newer = [r.minor for r in ctx.catalog.releases if r.supports_kubernetes(v)]
     return Check("kubernetes-version", t, FAIL, detail,
                  f"choose an Istio release that supports {v}: {', '.join(newer) or 'none in the catalogue'}"
                  " (--istio-version), or upgrade the cluster")
+
+
+def _eks_platform_note(ctx: CheckContext) -> str:
+    """A note like "; EKS 1.34 platform eks.5" when AWS is configured and the context is EKS.
+
+    No minimum platform version is documented for Istio ambient, so this only reports it.
+    """
+    from ambient_tui.aws import eks
+
+    try:
+        _, ref, cl = _eks_cluster(ctx)
+    except Skip:
+        return ""
+    except eks.AwsError as e:
+        return f"; EKS platform version unknown ({e})"
+    return f"; EKS {cl.get('version')} platform {cl.get('platformVersion') or 'unknown'}"
 
 
 def helm_tool(ctx: CheckContext) -> Check:
@@ -82,7 +99,14 @@ def istioctl_tool(ctx: CheckContext) -> Check:
                      f"{e} (needed for the istioctl method and for verification)", url)
     detail = f"istioctl {tv.version} at {tv.path}; release {ctx.version}"
     if tv.parsed[:2] != parse_version(ctx.version)[:2]:
-        return Check("istioctl", t, FAIL, detail + "; the minor versions differ", url)
+        # The istioctl method installs the manifests built into istioctl: another minor would
+        # install the wrong Istio. With helm the charts decide; istioctl only verifies.
+        if need:
+            return Check("istioctl", t, FAIL, detail + "; the minor versions differ and the istioctl "
+                         "method installs istioctl's own version", url, data={"version": tv.version})
+        return Check("istioctl", t, WARN, detail + "; the minor versions differ (helm installs the "
+                     "charts; istioctl is used only for precheck and verification)", url,
+                     data={"version": tv.version})
     return Check("istioctl", t, PASS, detail, data={"version": tv.version})
 
 
@@ -99,6 +123,14 @@ def _aws_target(ctx: CheckContext):
     return c, ref
 
 
+def _eks_cluster(ctx: CheckContext):
+    """(kube client, ClusterRef, DescribeCluster) once per preflight; Skip without AWS/EKS."""
+    from ambient_tui.aws import eks
+
+    c, ref = _aws_target(ctx)
+    return (c, ref, ctx.memo("eks-describe-cluster", lambda: eks.describe_cluster(ref.name, ref.region)))
+
+
 def aws_eks(ctx: CheckContext) -> Check:
     from ambient_tui.aws import eks
 
@@ -106,7 +138,7 @@ def aws_eks(ctx: CheckContext) -> Check:
     c, ref = _aws_target(ctx)
     try:
         ident = eks.identity(ref.region)
-        cl = eks.describe_cluster(ref.name, ref.region)
+        _, _, cl = _eks_cluster(ctx)
     except eks.AwsError as e:
         return Check("aws-eks", t, FAIL, str(e), "check AWS credentials (aws sts get-caller-identity) "
                      "and the cluster name/region")
@@ -117,7 +149,8 @@ def aws_eks(ctx: CheckContext) -> Check:
         return Check("aws-eks", t, FAIL, detail + f"; EKS endpoint {endpoint} differs from the kube "
                      f"context server {c.server}", f"aws eks update-kubeconfig --name {ref.name} --region {ref.region}")
     return Check("aws-eks", t, PASS, detail + "; endpoint matches the kube context",
-                 data={"cluster": ref.name, "region": ref.region})
+                 data={"cluster": ref.name, "region": ref.region,
+                       "platform_version": cl.get("platformVersion")})
 
 
 def vpc_cni_check(ctx: CheckContext) -> Check:
@@ -290,4 +323,5 @@ ALL = [
     ("rbac", "RBAC for the install", rbac, 30),
     ("gateway-api", "Gateway API CRDs", gateway_api, 20),
     ("nodes", "Nodes", nodes, 20),
+    (precheck.CHECK_ID, precheck.TITLE, precheck.istioctl_precheck, 60),
 ]

@@ -52,6 +52,21 @@ class CheckContext:
         self._client = None
         self._client_error = None
         self._server_version = None
+        self._memo: dict = {}
+        self._memo_lock = threading.Lock()
+
+    def memo(self, key: str, func):
+        """func(), computed once per preflight and shared by the checks that need it (errors too)."""
+        with self._memo_lock:
+            if key not in self._memo:
+                try:
+                    self._memo[key] = (True, func())
+                except Exception as e:  # noqa: BLE001 - re-raised to every caller
+                    self._memo[key] = (False, e)
+            ok, value = self._memo[key]
+        if not ok:
+            raise value
+        return value
 
     def client(self):
         """The KubeClient after one successful call, or raises ClusterAccessError."""

@@ -34,11 +34,17 @@ def istio_releases(rows: list[dict]) -> list[dict]:
 #   Warning [IST0103] (Pod default/x) The pod is missing the Istio proxy.
 #   ✔ No issues found when checking the cluster. Istio is safe to install or upgrade!
 PRECHECK_LINE = re.compile(r"^(Error|Warning|Info)\s+\[(IST\d+)\]\s*(?:\(([^)]*)\))?\s*(.*)$")
+# istioctl colours the level word even when its output is a pipe.
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text or "")
 
 
 def parse_precheck(text: str) -> list[dict]:
     findings = []
-    for line in (text or "").splitlines():
+    for line in strip_ansi(text).splitlines():
         m = PRECHECK_LINE.match(line.strip())
         if m:
             findings.append({"level": m.group(1).lower(), "code": m.group(2),

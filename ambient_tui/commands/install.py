@@ -38,6 +38,8 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="show what would run; change nothing")
     p.add_argument("--resume", action="store_true", help="skip steps the journal saw finish")
     p.add_argument("--force", action="store_true", help="install even when a preflight check fails")
+    p.add_argument("--fix", action="store_true",
+                   help="run the offered fixes (VPC CNI enforcing mode) as the plan's first phase")
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("status", help="Istio releases, readiness and enrolled namespaces")
@@ -138,39 +140,126 @@ def _printer(plan):
     def on_event(ev) -> None:
         from ambient_tui.engine.events import EventKind
         if ev.kind is EventKind.STARTED:
-            print(f"▶ {titles.get(ev.step_id, ev.step_id)}: {ev.line}", flush=True)
+            line = f"▶ {titles.get(ev.step_id, ev.step_id)}: {ev.line}"
         elif ev.kind is EventKind.OUTPUT:
-            print(f"  {ev.line}", flush=True)
+            line = f"  {ev.line}"
         elif ev.kind is EventKind.FAILED:
-            print(f"✘ {ev.step_id} failed: {ev.message}", flush=True)
+            line = f"✘ {ev.step_id} failed: {ev.message}"
         else:
-            print(f"✔ {ev.step_id} {ev.state}{': ' + ev.message if ev.message else ''}", flush=True)
+            line = f"✔ {ev.step_id} {ev.state}{': ' + ev.message if ev.message else ''}"
+        try:
+            print(line, flush=True)
+        except OSError:  # the terminal is gone (SSH dropped): the journal still gets everything
+            pass
     return on_event
 
 
+def _say(text: str, stream=None) -> None:
+    try:
+        print(text, file=stream or sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
+def fix_steps_for(check, ctx, by_id) -> list:
+    """The enforcing-mode fix as steps when the vpc-cni check failed on strict mode.
+
+    Managed add-on: UpdateAddon; self-managed, or unknown without AWS access: the DaemonSet env
+    (shown in the plan, so a person with a managed add-on sees it is the DaemonSet path)."""
+    from ambient_tui.checks.vpc_cni import enforcing_mode_fix_steps
+
+    # A fix is offered only for strict mode with security groups for pods: a failure on
+    # releases without the branch-ENI probe fix, a warning (still worth fixing) on the others.
+    if check is None or check.status not in (FAIL, WARN) or not check.fix:
+        return []
+    eks = by_id.get("aws-eks")
+    eks_data = eks.data if eks is not None and eks.status == PASS else {}
+    managed = bool(check.data.get("managed"))
+    return enforcing_mode_fix_steps(ctx.client(), managed, eks_data.get("cluster"), eks_data.get("region"))
+
+
+def _blocking(results, fixed: set[str], repairs, releases) -> list:
+    """Failed checks that still block: a check whose failure the plan now fixes does not."""
+    from ambient_tui.plans.repair import PENDING
+
+    out = []
+    for c in results:
+        if c.status != FAIL or c.id in fixed:
+            continue
+        if c.id == "existing-istio" and releases and not any(r["chart"] == "ambient" for r in releases):
+            stuck = {(r["namespace"], r["name"]) for r in releases
+                     if r["status"] in PENDING or r["status"] == "failed"}
+            if stuck and stuck <= {(r.namespace, r.release) for r in repairs}:
+                continue
+        out.append(c)
+    return out
+
+
 def cmd_install(args) -> int:
-    from ambient_tui.engine.journal import Journal, JournalError
+    from ambient_tui.engine.journal import Journal, JournalError, JournalRead, journal_path
+    from ambient_tui.engine.plan import Phase
     from ambient_tui.engine.runbook import to_markdown
     from ambient_tui.engine.runner import Runner
+    from ambient_tui.plans import repair
     from ambient_tui.plans.install import build_install_plan
 
     settings = _settings_from(args)
     ctx, results = run_preflight(args, settings)
-    failed = [c for c in results if c.status == FAIL]
-    if failed and not args.force:
-        print(f"ambient-tui: preflight failed ({', '.join(c.id for c in failed)}); nothing was "
-              "installed. Fix the above, or pass --force to install anyway.", file=sys.stderr)
-        return 1
     by_id = {c.id: c for c in results}
-    gw = by_id.get("gateway-api")
-    settings.gateway_api_present = bool(gw and gw.data.get("present"))
+    access = by_id.get("cluster-access")
+    kube_context = access.data.get("context") if access and access.status == PASS else None
+    cluster = kube_context or args.context or "default"
+
+    # A run the terminal dropped: say what it was doing, and unstick what helm left pending.
+    previous = Journal.read(journal_path(cluster))
+    interrupted = repair.interrupted_steps(previous)
+    for s in interrupted:
+        _say(f"! the last run was interrupted: {s.describe()}")
     existing = by_id.get("existing-istio")
     releases = (existing.data.get("releases") if existing else None) or []
+    repairs = []
+    if kube_context and releases:
+        try:
+            histories = repair.stuck_releases(releases, None, args.kubeconfig, kube_context)
+            repairs = repair.find_repairs(previous, releases, histories)
+        except Exception as e:  # noqa: BLE001 - then the existing-istio failure stands
+            _say(f"! could not read helm history to plan a repair: {e}", sys.stderr)
+    for r in repairs:
+        _say(f"! {r.describe()}")
+
+    fixed: set[str] = set()
+    fix_steps = []
+    vpc = by_id.get("vpc-cni")
+    if getattr(args, "fix", False) and vpc is not None:
+        try:
+            fix_steps = fix_steps_for(vpc, ctx, by_id)
+        except Exception as e:  # noqa: BLE001
+            print(f"ambient-tui: cannot build the vpc-cni fix: {e}", file=sys.stderr)
+            return 1
+        if fix_steps:
+            fixed.add("vpc-cni")
+    failed = _blocking(results, fixed, repairs, releases)
+    if failed and not args.force:
+        hint = ""
+        if vpc is not None and vpc in failed and vpc.fix:
+            hint = " The vpc-cni fix can run as the first step of the install: pass --fix."
+        print(f"ambient-tui: preflight failed ({', '.join(c.id for c in failed)}); nothing was "
+              f"installed. Fix the above, or pass --force to install anyway.{hint}", file=sys.stderr)
+        return 1
+    gw = by_id.get("gateway-api")
+    settings.gateway_api_present = bool(gw and gw.data.get("present"))
     done = already_installed(settings, releases, ctx.version)
-    if done and not args.resume:
+    if done and not args.resume and not repairs and not interrupted and not fix_steps:
         print(f"already installed: Istio {ctx.version} ({', '.join(done)} deployed); nothing to change")
         return 0
     plan = build_install_plan(settings, ctx.catalog)
+    first = []
+    if fix_steps:
+        first.append(Phase("fix-vpc-cni", "Fix: VPC CNI enforcing mode (standard)", fix_steps))
+    repair_phase = repair.repair_phase(repairs)
+    if repair_phase:
+        first.append(repair_phase)
+    plan.phases[:0] = first
     if not args.yes and not args.dry_run:
         sys.stdout.write(to_markdown(plan))
         sys.stdout.write("Run this plan? [y/N] ")
@@ -179,19 +268,17 @@ def cmd_install(args) -> int:
         if answer not in ("y", "yes"):
             print("not confirmed; nothing was changed")
             return 1
-    access = by_id.get("cluster-access")
-    cluster = (access.data.get("context") if access else None) or args.context or "default"
     env = {}
     kc = args.kubeconfig
     if kc:
         env["KUBECONFIG"] = kc
-    if access and access.data.get("context"):
+    if kube_context:
         # kubectl and helm use the current-context; pin them to the checked one.
         for s in plan.steps:
             if s.argv and s.argv[0] == "helm":
-                s.argv += ["--kube-context", access.data["context"]]
+                s.argv += ["--kube-context", kube_context]
             elif s.argv and s.argv[0] in ("kubectl", "istioctl"):
-                s.argv[1:1] = ["--context", access.data["context"]]
+                s.argv[1:1] = ["--context", kube_context]
     try:
         journal = Journal.for_cluster(cluster)
     except JournalError as e:
@@ -199,13 +286,25 @@ def cmd_install(args) -> int:
         return 2
     runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env or None)
     runner.subscribe(_printer(plan))
+    if interrupted and not args.dry_run:
+        # Continue the interrupted run: skip what it finished (only that run, not older ones).
+        run = interrupted[0].run
+        skipped = runner.resume_from(JournalRead([r for r in previous.records if r.get("run") == run]))
+        if skipped:
+            _say(f"continuing the interrupted run; already done: {', '.join(skipped)}")
     try:
-        ok = asyncio.run(runner.run(resume=args.resume))
+        ok = asyncio.run(runner.run_interruptible(resume=args.resume))
     except JournalError as e:
         print(f"ambient-tui: {e}", file=sys.stderr)
         return 2
     finally:
         journal.close()
+    if runner.interrupted:
+        running = [s.id for s in plan.steps if s.state.value == "cancelled"]
+        _say(f"ambient-tui: {runner.interrupted} during {', '.join(running) or 'the install'}; "
+             "run `ambient-tui install` again: it shows the interrupted step, repairs stuck releases "
+             "and continues", sys.stderr)
+        return 1
     if ok:
         print("dry run: nothing was changed" if args.dry_run else f"installed Istio {ctx.version} (ambient)")
         return 0

@@ -33,6 +33,8 @@ class Runner:
         self._cancelled: set[str] = set()
         self._dry_skipped: set[str] = set()
         self._plan_written = False
+        # Why the run was interrupted (e.g. "interrupted by SIGHUP"), journaled on cancelled steps.
+        self.interrupted: str | None = None
 
     # -- events -----------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], None]) -> None:
@@ -66,6 +68,30 @@ class Runner:
             else:
                 task.cancel()
 
+    def interrupt(self, reason: str) -> None:
+        """Stop the run: cancel running steps (journaled with `reason`) and start no more."""
+        self.interrupted = reason
+        self.cancel()
+
+    async def run_interruptible(self, resume: bool = False,
+                                signals: tuple[int, ...] = (signal.SIGHUP, signal.SIGTERM)) -> bool:
+        """run(), but SIGHUP/SIGTERM (a dropped SSH session, a kill) cancel the running step
+        cleanly: its process group is ended and the journal records why, instead of the app
+        dying and leaving helm orphaned mid-operation."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in signals:
+            try:
+                loop.add_signal_handler(sig, self.interrupt, f"interrupted by {signal.Signals(sig).name}")
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                pass
+        try:
+            return await self.run(resume=resume)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
     async def retry(self, step_id: str) -> StepState:
         self.plan.step(step_id).state = StepState.PENDING
         return await self.run_step(step_id)
@@ -94,6 +120,8 @@ class Runner:
             self._dry_skipped.clear()
         for phase in self.plan.phases:
             for batch in _batches(phase.steps):
+                if self.interrupted:
+                    return False
                 todo = [s for s in batch if s.state in (StepState.PENDING, StepState.FAILED,
                                                         StepState.CANCELLED)]
                 if not todo:
@@ -142,7 +170,7 @@ class Runner:
         except Exception as e:  # an API call failed: keep the reason, the plan stops here
             state, message = StepState.FAILED, f"{type(e).__name__}: {e}"
         if step.id in self._cancelled:
-            state, message = StepState.CANCELLED, "cancelled by user"
+            state, message = StepState.CANCELLED, self.interrupted or "cancelled by user"
         if state is StepState.FAILED and step.warn_only:
             state = StepState.WARNED
         step.state = state

@@ -120,12 +120,13 @@ def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None) -
     else:
         raise ValueError(f"unknown method {settings.method!r}; use helm or istioctl")
 
+    # The three readiness checks only read: they run together.
     plan.phases.append(Phase("verify", "Verify", [
-        Step("verify-istiod", "istiod Ready", timeout=300,
+        Step("verify-istiod", "istiod Ready", timeout=300, group="verify",
              argv=["kubectl", "rollout", "status", "deployment/istiod", "-n", ns, "--timeout=5m"]),
-        Step("verify-istio-cni", "istio-cni Ready on every node", timeout=300,
+        Step("verify-istio-cni", "istio-cni Ready on every node", timeout=300, group="verify",
              argv=["kubectl", "rollout", "status", "daemonset/istio-cni-node", "-n", ns, "--timeout=5m"]),
-        Step("verify-ztunnel", "ztunnel Ready on every node", timeout=300,
+        Step("verify-ztunnel", "ztunnel Ready on every node", timeout=300, group="verify",
              argv=["kubectl", "rollout", "status", "daemonset/ztunnel", "-n", ns, "--timeout=5m"]),
     ]))
     if settings.enroll:

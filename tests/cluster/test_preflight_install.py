@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,12 +45,56 @@ def test_preflight_passes_on_the_sandbox(env, control_plane):
     c = checks(p)
     assert p.returncode == 0, json.dumps(c, indent=1)
     for cid in ("cluster-access", "kubernetes-version", "helm", "istioctl", "aws-eks", "vpc-cni",
-                "rbac", "nodes", "existing-istio", "gateway-api"):
+                "rbac", "nodes", "existing-istio", "gateway-api", "istioctl-precheck"):
         assert c[cid]["status"] in ("pass", "warn"), (cid, c[cid])
         assert set(c[cid]) == {"id", "title", "status", "detail", "fix"}
     assert "EKS managed add-on" in c["vpc-cni"]["detail"]
     assert "endpoint matches" in c["aws-eks"]["detail"]
     assert "v1.34" in c["cluster-access"]["detail"]
+    # DescribeCluster's platformVersion, answered by the loopback AWS server (moto).
+    assert re.search(r"EKS 1\.34 platform eks\.\d+", c["kubernetes-version"]["detail"]), c["kubernetes-version"]
+    # The real istioctl 1.31.0 ran `x precheck` against the control plane.
+    assert c["istioctl-precheck"]["detail"] == "no issues found; Istio is safe to install or upgrade"
+
+
+GATEWAY_CLASS_CRD = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gatewayclasses.gateway.networking.k8s.io"
+
+
+@pytest.fixture
+def old_gateway_class_crd(control_plane):
+    """A GatewayClass CRD that serves only v1alpha2, as a very old Gateway API install left it."""
+    api = control_plane.api()
+    _delete_crd(api)
+    api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gatewayclasses.gateway.networking.k8s.io",
+                     # the API server requires this on *.k8s.io groups
+                     "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/891"}},
+        "spec": {"group": "gateway.networking.k8s.io", "scope": "Cluster",
+                 "names": {"kind": "GatewayClass", "listKind": "GatewayClassList", "plural": "gatewayclasses",
+                           "singular": "gatewayclass"},
+                 "versions": [{"name": "v1alpha2", "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
+    yield
+    _delete_crd(api)
+
+
+def _delete_crd(api) -> None:
+    api.request("DELETE", GATEWAY_CLASS_CRD)
+    for _ in range(300):  # deletion is asynchronous (finalizer)
+        if api.request("GET", GATEWAY_CLASS_CRD)[0] == 404:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the GatewayClass CRD was not deleted")
+
+
+def test_precheck_findings_fail_preflight_with_codes(env, old_gateway_class_crd):
+    p = cli(env, "preflight", "--json", "--istio-version", "1.31.0")
+    c = checks(p)["istioctl-precheck"]
+    assert p.returncode == 1 and c["status"] == "fail", c
+    assert "error IST0156 (CustomResourceDefinition gatewayclasses.gateway.networking.k8s.io)" in c["detail"]
+    assert "warning IST0172" in c["detail"]
+    assert "kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.5.1/" in c["fix"]
 
 
 def _kubeconfig_variant(src: Path, dst: Path, **changes) -> Path:

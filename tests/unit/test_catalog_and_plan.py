@@ -92,6 +92,7 @@ def test_helm_order_and_flags():
     assert istiod[:4] == ["helm", "upgrade", "--install", "istiod"]
     assert "profile=ambient" in istiod and "--wait" in istiod and istiod[istiod.index("--values") + 1] == "/v/istiod.yaml"
     assert plan.step("helm-istio-cni").group == plan.step("helm-ztunnel").group == "node-agents"
+    assert {plan.step(f"verify-{n}").group for n in ("istiod", "istio-cni", "ztunnel")} == {"verify"}
     gw = plan.step("helm-istio-ingress").argv
     assert "--wait" not in gw and gw[gw.index("--namespace") + 1] == "istio-ingress"
     assert "--create-namespace" in plan.step("helm-istio-base").argv

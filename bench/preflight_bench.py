@@ -1,0 +1,134 @@
+"""Benchmark preflight: wall time of all checks run together (the concurrent runner) against
+the sum of each check run alone, on a sandbox control plane of its own, loopback only.
+
+Run it in a network namespace with only lo up:
+
+    unshare --net sh -c 'ip link set lo up && .venv/bin/python bench/preflight_bench.py --runs 5'
+
+Each "alone" run gets a fresh CheckContext, as a person running one check would: so it pays
+for its own cluster connection, which is the cost the shared context saves. Runs interleave
+(together, then the singles) so load from other work on the machine hits both sides alike.
+Writes the "Preflight" section of bench/results_install.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ambient_tui.sandbox import build  # noqa: E402
+from ambient_tui.sandbox.aws_local import CLIENT_ENV_UNSET  # noqa: E402
+from ambient_tui.sandbox.control_plane import ControlPlane  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results_install.md"
+GOAL = 0.4
+VERSION = "1.31.0"
+
+
+def sandbox_environ(cp: ControlPlane) -> None:
+    """Point this process (the checks read os.environ) at the sandbox, as admin_env does."""
+    for k in CLIENT_ENV_UNSET:
+        os.environ.pop(k, None)
+    os.environ.update(cp.env())
+    os.environ["HOME"] = str(cp.state_dir)
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def write_section(title: str, text: str) -> None:
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results: preflight and install\n\n"
+    pat = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    new = pat.sub(lambda _: text, old) if pat.search(old) else old.rstrip("\n") + "\n\n" + text
+    RESULTS.write_text(new)
+
+
+def main() -> int:
+    from ambient_tui.checks.core import ALL
+    from ambient_tui.checks.model import CheckContext
+    from ambient_tui.checks.runner import run_checks
+    from ambient_tui.settings import Settings
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    if build.missing():
+        print("parts missing; run python -m ambient_tui.sandbox.build", file=sys.stderr)
+        return 1
+    together, alone = [], []
+    per_check: dict[str, list[float]] = {c[0]: [] for c in ALL}
+    loads = [loadavg()]
+    with tempfile.TemporaryDirectory(prefix="preflight-bench-") as tmp:
+        cp = ControlPlane(state_dir=Path(tmp) / "sandbox")
+        cp.start(timeout=180)
+        try:
+            sandbox_environ(cp)
+            settings = Settings(istio_version=VERSION)
+            run_checks(CheckContext(settings), ALL)  # warm imports (kubernetes, boto3) once
+            for i in range(a.runs):
+                t0 = time.monotonic()
+                res = run_checks(CheckContext(settings), ALL)
+                together.append(time.monotonic() - t0)
+                bad = [c.id for c in res if c.status == "fail"]
+                if bad:
+                    print(f"checks failed on the sandbox: {bad}", file=sys.stderr)
+                    return 1
+                total = 0.0
+                for spec in ALL:
+                    t0 = time.monotonic()
+                    run_checks(CheckContext(settings), [spec])
+                    dt = time.monotonic() - t0
+                    per_check[spec[0]].append(dt)
+                    total += dt
+                alone.append(total)
+                loads.append(loadavg())
+                print(f"run {i + 1}: together {together[-1]:.2f}s, sum alone {alone[-1]:.2f}s "
+                      f"(load {loads[-1]})", flush=True)
+        finally:
+            cp.stop(quiet=True)
+    ratio = statistics.median(together) / statistics.median(alone)
+    lines = [
+        "## Preflight",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this machine ({os.cpu_count()} cores shared "
+        f"with other work, {platform.system()} {platform.machine()}, Python {platform.python_version()}), by "
+        f"`python bench/preflight_bench.py --runs {a.runs}` under `unshare --net` (loopback only), against "
+        f"its own sandbox control plane (kube-apiserver 1.34, kwok nodes, moto), Istio {VERSION}, "
+        f"{len(ALL)} checks including `istioctl x precheck`. Load average (1/5/15 min) before and after "
+        f"each run: {'; '.join(loads)}.",
+        "",
+        "| measure | runs | median | min | max |",
+        "|---|---|---|---|---|",
+        f"| all checks together (concurrent runner, one shared context) | {len(together)} | "
+        f"{statistics.median(together):.2f} s | {min(together):.2f} s | {max(together):.2f} s |",
+        f"| sum of each check run alone (fresh context each) | {len(alone)} | "
+        f"{statistics.median(alone):.2f} s | {min(alone):.2f} s | {max(alone):.2f} s |",
+        "",
+        f"Ratio (median/median): **{ratio:.2f}** (goal <= {GOAL}: {'met' if ratio <= GOAL else 'not met'}).",
+        "",
+        "Each check alone (median): " + ", ".join(
+            f"{k} {statistics.median(v):.2f} s" for k, v in sorted(per_check.items(), key=lambda kv: -statistics.median(kv[1]))) + ".",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not a.no_write:
+        write_section("Preflight", text)
+        print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
