@@ -11,6 +11,7 @@ import json
 import os
 import re
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,9 @@ class JournalRead:
 class Journal:
     def __init__(self, path: Path, run_id: str | None = None) -> None:
         self.path = Path(path)
-        self.run_id = run_id or time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+        # A random suffix: one process may open two runs within the same second, and --resume
+        # must never mix them.
+        self.run_id = run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._tails: dict[str, deque[str]] = {}
         self._fh = None
 

@@ -66,16 +66,9 @@ class UninstallSession:
 
     # -- running ------------------------------------------------------------------------------
     def journal(self):
-        """A journal with a run id of its own: Journal's default (second + pid) repeats when a
-        TUI session runs twice within a second, and --resume would mix the two runs."""
-        import os
-        import time
-        import uuid
-
         from ambient_tui.engine.journal import Journal, journal_path
 
-        run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        return Journal(journal_path(self.cluster), run_id=run_id)
+        return Journal(journal_path(self.cluster))
 
     def last_run(self):
         """The journal records of the last uninstall run (dry-run skips do not count as done)."""
