@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 from .rows import PodRow, pod_row
 
 ISTIO_NAMESPACE = "istio-system"
+LIST_PAGE = 500  # items per list request (the API server's continue tokens page the rest)
 
 
 # --- the event source: the only part a unit test replaces --------------------------------
@@ -41,7 +42,7 @@ class ConnectionLost(Exception):
 
 
 class EventSource(Protocol):
-    def list(self, kind: str, namespace: str | None) -> tuple[list[dict], str]: ...
+    def list(self, kind: str, namespace: str | None) -> tuple[Iterable[dict], str]: ...
     def watch(self, kind: str, namespace: str | None, resource_version: str,
               timeout: int) -> Iterator[dict]: ...
     def namespace_exists(self, namespace: str) -> bool | None: ...
@@ -81,13 +82,33 @@ class KubeSource:
         except Exception as e:  # urllib3 MaxRetryError, ProtocolError, timeouts, OSError
             raise ConnectionLost(f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
 
-    def list(self, kind: str, namespace: str | None) -> tuple[list[dict], str]:
-        resp = self._call(kind, namespace, 60)
+    def _page(self, kind: str, namespace: str | None, token: str | None) -> dict:
+        kw = {"limit": LIST_PAGE}
+        if token:
+            kw["_continue"] = token
+        resp = self._call(kind, namespace, 60, **kw)
         try:
-            data = json.loads(resp.data)
+            return json.loads(resp.data)
         except Exception as e:
             raise ConnectionLost(f"bad list response: {e}") from None
-        return data.get("items") or [], (data.get("metadata") or {}).get("resourceVersion", "")
+
+    def list(self, kind: str, namespace: str | None) -> tuple[Iterable[dict], str]:
+        """Items and the list's resourceVersion. Read in pages of LIST_PAGE: at 20,000 pods one
+        response is ~60 MB of JSON, decoded all at once; pages keep the peak to one page.
+        The first page is read here (its resourceVersion holds for every page); the rest as
+        the items are consumed (a 410 there means the continue token expired: relist)."""
+        first = self._page(kind, namespace, None)
+        rv = (first.get("metadata") or {}).get("resourceVersion", "")
+
+        def items() -> Iterator[dict]:
+            page = first
+            while True:
+                yield from page.get("items") or []
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    return
+                page = self._page(kind, namespace, token)
+        return items(), rv
 
     def watch(self, kind: str, namespace: str | None, resource_version: str,
               timeout: int) -> Iterator[dict]:
@@ -185,6 +206,7 @@ class PodWatcher:
         self._stop = threading.Event()
         self._rows: dict[tuple[str, str], PodRow] = {}
         self._ns_labels: dict[str, dict] = {}
+        self._ns_gen = 0  # bumped when namespace labels change (rows built outside the lock)
         self._version = 0
         self._loop_state: dict[str, str] = {}
         self._messages: dict[str, str] = {}
@@ -373,22 +395,34 @@ class PodWatcher:
         return rv
 
     # -- merging (under the lock; version bumped once per change) --
-    def _replace(self, kind: str, namespace: str | None, items: list[dict]) -> None:
+    def _replace(self, kind: str, namespace: str | None, items: Iterable[dict]) -> None:
+        # Rows are built before taking the lock (20,000 pods take a while, and `items` may
+        # still be reading pages from the API server): the pane's snapshot() never waits on it.
+        if kind == "namespaces":
+            labels = {(o.get("metadata") or {}).get("name", ""):
+                      dict((o.get("metadata") or {}).get("labels") or {}) for o in items}
+            with self._lock:
+                self.relists += 1
+                self._ns_labels = labels
+                self._ns_gen += 1
+                self._reambient(None)
+                self._version += 1
+            return
+        gen = self._ns_gen
+        ns_labels = self._ns_labels
+        new = {}
+        for o in items:
+            row = pod_row(o, ns_labels.get((o.get("metadata") or {}).get("namespace", "")))
+            new[row.key] = row
         with self._lock:
             self.relists += 1
-            if kind == "namespaces":
-                self._ns_labels = {(o.get("metadata") or {}).get("name", ""):
-                                   dict((o.get("metadata") or {}).get("labels") or {}) for o in items}
-                self._reambient(None)
+            if gen != self._ns_gen:  # namespace labels changed meanwhile: redo the ambient column
+                new = {k: r.with_ambient(self._ns_labels.get(k[0])) for k, r in new.items()}
+            if namespace is None:
+                self._rows = new
             else:
-                new = {}
-                for o in items:
-                    meta = o.get("metadata") or {}
-                    row = pod_row(o, self._ns_labels.get(meta.get("namespace", "")))
-                    new[row.key] = row
-                for key in [k for k in self._rows if namespace is None or k[0] == namespace]:
-                    if key not in new:
-                        del self._rows[key]
+                for key in [k for k in self._rows if k[0] == namespace and k not in new]:
+                    del self._rows[key]
                 self._rows.update(new)
             self._version += 1
 
@@ -400,7 +434,11 @@ class PodWatcher:
                 if typ == "DELETED":
                     self._ns_labels.pop(name, None)
                 else:
-                    self._ns_labels[name] = dict(meta.get("labels") or {})
+                    labels = dict(meta.get("labels") or {})
+                    if self._ns_labels.get(name) == labels:
+                        return  # namespace status/annotation changes: nothing for the pane
+                    self._ns_labels[name] = labels
+                self._ns_gen += 1
                 self._reambient(name)
             else:
                 key = (meta.get("namespace", ""), meta.get("name", ""))
