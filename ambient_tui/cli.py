@@ -102,19 +102,42 @@ def cmd_tui(args) -> int:
     if args.sandbox and _use_sandbox(args) != 0:
         return 1
     plan = _build_plan(args)
+    settings = _settings(args)
+    kubeconfig, kube_context = args.kubeconfig, args.context  # None: $KUBECONFIG, current context
+    settings.context = kube_context
+    if kube_context:
+        from ambient_tui.plans.install import pin_context
+        pin_context(plan, kube_context)
+    if kubeconfig:
+        for s in plan.steps:  # every tool the plan runs talks to the chosen cluster
+            if s.argv and s.argv[0] in ("helm", "kubectl", "istioctl"):
+                s.argv += ["--kubeconfig", kubeconfig]
+    from ambient_tui.checks.model import CheckContext
     from screens.app import run_app  # the UI, imported only to start it
 
-    return run_app(plan, context=current_context(), istio_version=plan.meta["istio_version"]) or 0
+    return run_app(plan, context=kube_context or current_context(kubeconfig),
+                   istio_version=plan.meta["istio_version"], kubeconfig=kubeconfig,
+                   kube_context=kube_context, mouse=not args.no_mouse,
+                   check_context_factory=lambda: CheckContext(settings, kubeconfig=kubeconfig,
+                                                              context=kube_context)) or 0
 
 
-def current_context() -> str:
+def start_pods_ui(provider, *, title: str = "ambient-tui pods", mouse: bool = True) -> int:
+    """`ambient-tui pods`: the pod pane as its own app; the UI is imported only to start it."""
+    from screens.app import run_pods_app
+
+    return run_pods_app(provider, title=title, mouse=mouse) or 0
+
+
+def current_context(kubeconfig: str | None = None) -> str:
     """The kubeconfig's current context, read with PyYAML: the kubernetes client is slow to import."""
     import os
     from pathlib import Path
 
     import yaml
 
-    for path in (os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")).split(os.pathsep):
+    paths = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    for path in paths.split(os.pathsep):
         try:
             ctx = (yaml.safe_load(Path(path).read_text()) or {}).get("current-context")
         except (OSError, yaml.YAMLError, AttributeError):
@@ -128,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ambient-tui", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ambient-tui {__version__}")
     parser.add_argument("--sandbox", action="store_true", help="open the TUI against the local sandbox cluster")
+    parser.add_argument("--kubeconfig", metavar="PATH", help="default: $KUBECONFIG or ~/.kube/config")
+    parser.add_argument("--context", metavar="NAME", help="kube context (default: the current one)")
+    parser.add_argument("--no-mouse", action="store_true",
+                        help="leave the mouse to the terminal (copy and paste over SSH)")
     _plan_args(parser)
     parser.set_defaults(func=cmd_tui)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -139,9 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ambient_tui.commands import install as install_cmd
     from ambient_tui.commands import netpol as netpol_cmd
+    from ambient_tui.commands import pods as pods_cmd
     from ambient_tui.commands import uninstall as uninstall_cmd
     from ambient_tui.sandbox import commands as sandbox_cmd
-    for module in (install_cmd, uninstall_cmd, netpol_cmd, sandbox_cmd):
+    for module in (install_cmd, uninstall_cmd, netpol_cmd, pods_cmd, sandbox_cmd):
         module.register(sub)
     return parser
 

@@ -99,6 +99,36 @@ class AmbientApp(App):
                                     or getattr(screen, f"action_{action}"))
 
 
-def run_app(plan: Plan, **kwargs: Any) -> Any:
-    """Start the TUI on `plan` (used by cli.py); returns the app's return value."""
-    return AmbientApp(plan, **kwargs).run()
+def run_app(plan: Plan, *, mouse: bool = True, **kwargs: Any) -> Any:
+    """Start the TUI on `plan` (used by cli.py); returns the app's return value.
+    mouse=False leaves the terminal's own selection (copy/paste over SSH) alone."""
+    return AmbientApp(plan, **kwargs).run(mouse=mouse)
+
+
+class PodsApp(App):
+    """`ambient-tui pods`: the pod pane on its own, full screen."""
+
+    CSS_PATH = str(ASSETS / "app.tcss")
+    TITLE = "ambient-tui pods"
+
+    def __init__(self, provider: Any, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.provider = provider
+
+    def get_default_screen(self) -> Screen:
+        from screens.pods import PodsScreen
+
+        return PodsScreen(self.provider)
+
+    async def action_pop_screen(self) -> None:
+        # PodsScreen's `q` pops it; with nothing under it, that means quit.
+        if len(self.screen_stack) <= 1:
+            self.exit()
+        else:
+            self.pop_screen()
+
+
+def run_pods_app(provider: Any, *, title: str = "ambient-tui pods", mouse: bool = True) -> Any:
+    app = PodsApp(provider)
+    app.title = title
+    return app.run(mouse=mouse)

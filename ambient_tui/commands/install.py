@@ -178,30 +178,13 @@ def fix_steps_for(check, ctx, by_id) -> list:
     return enforcing_mode_fix_steps(ctx.client(), managed, eks_data.get("cluster"), eks_data.get("region"))
 
 
-def _blocking(results, fixed: set[str], repairs, releases) -> list:
-    """Failed checks that still block: a check whose failure the plan now fixes does not."""
-    from ambient_tui.plans.repair import PENDING
-
-    out = []
-    for c in results:
-        if c.status != FAIL or c.id in fixed:
-            continue
-        if c.id == "existing-istio" and releases and not any(r["chart"] == "ambient" for r in releases):
-            stuck = {(r["namespace"], r["name"]) for r in releases
-                     if r["status"] in PENDING or r["status"] == "failed"}
-            if stuck and stuck <= {(r.namespace, r.release) for r in repairs}:
-                continue
-        out.append(c)
-    return out
-
-
 def cmd_install(args) -> int:
     from ambient_tui.engine.journal import Journal, JournalError, JournalRead, journal_path
     from ambient_tui.engine.plan import Phase
     from ambient_tui.engine.runbook import to_markdown
     from ambient_tui.engine.runner import Runner
     from ambient_tui.plans import repair
-    from ambient_tui.plans.install import build_install_plan
+    from ambient_tui.plans.install import build_install_plan, pin_context
 
     settings = _settings_from(args)
     ctx, results = run_preflight(args, settings)
@@ -238,7 +221,7 @@ def cmd_install(args) -> int:
             return 1
         if fix_steps:
             fixed.add("vpc-cni")
-    failed = _blocking(results, fixed, repairs, releases)
+    failed = repair.blocking(results, fixed, repairs, releases)
     if failed and not args.force:
         hint = ""
         if vpc is not None and vpc in failed and vpc.fix:
@@ -273,12 +256,7 @@ def cmd_install(args) -> int:
     if kc:
         env["KUBECONFIG"] = kc
     if kube_context:
-        # kubectl and helm use the current-context; pin them to the checked one.
-        for s in plan.steps:
-            if s.argv and s.argv[0] == "helm":
-                s.argv += ["--kube-context", kube_context]
-            elif s.argv and s.argv[0] in ("kubectl", "istioctl"):
-                s.argv[1:1] = ["--context", kube_context]
+        pin_context(plan, kube_context)  # the checked context, not whatever is current later
     try:
         journal = Journal.for_cluster(cluster)
     except JournalError as e:

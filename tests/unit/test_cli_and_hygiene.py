@@ -91,3 +91,33 @@ def test_helm_4_refused_before_istio_1_30(tmp_path):
 def test_missing_tool(tmp_path):
     with pytest.raises(versions.ToolError, match="istioctl not found on PATH; install"):
         versions.detect("istioctl", env={"PATH": str(tmp_path)})
+
+
+def test_tui_gets_the_cluster_target_and_preflight(monkeypatch, tmp_path):
+    """The TUI starts with preflight wired to the chosen kubeconfig/context, and every step
+    of the plan pinned to them (the app itself is replaced by a recorder: no terminal here)."""
+    import screens.app
+
+    seen = {}
+
+    def record(plan, **kwargs):
+        seen.update(kwargs, plan=plan)
+        return 0
+
+    monkeypatch.setattr(screens.app, "run_app", record)
+    kc = tmp_path / "kubeconfig"
+    kc.write_text("current-context: other\n")
+    assert main(["--kubeconfig", str(kc), "--context", "prod", "--no-mouse"]) == 0
+    assert seen["context"] == "prod" and seen["kube_context"] == "prod"
+    assert seen["kubeconfig"] == str(kc) and seen["mouse"] is False
+    ctx = seen["check_context_factory"]()
+    assert ctx.kubeconfig == str(kc) and ctx.context == "prod"
+    for step in seen["plan"].steps:
+        if step.argv and step.argv[0] == "helm":
+            assert step.argv[-4:] == ["--kube-context", "prod", "--kubeconfig", str(kc)]
+        elif step.argv and step.argv[0] == "kubectl":
+            assert step.argv[1:3] == ["--context", "prod"] and step.argv[-2:] == ["--kubeconfig", str(kc)]
+    # without --context the header names the kubeconfig's current context
+    seen.clear()
+    assert main(["--kubeconfig", str(kc)]) == 0
+    assert seen["context"] == "other" and seen["kube_context"] is None and seen["mouse"] is True
