@@ -110,6 +110,8 @@ class MainScreen(Screen):
         self._check_ctx: Any = None
         self.preflight_done = False
         self._failures_acknowledged = False
+        self._repairs: list[Any] = []   # stuck releases an interrupted run left (plans/repair)
+        self._repairs_checked = False
 
     # ------------------------------------------------------------------ layout
 
@@ -386,6 +388,59 @@ class MainScreen(Screen):
             pane.set_message(f"preflight could not run: {exc}", clear=True)
         finally:
             self.preflight_done = True
+        if not self._repairs_checked and "existing-istio" in pane.results:
+            self._repairs_checked = True
+            await self._offer_repairs(pane.results["existing-istio"])
+
+    async def _offer_repairs(self, existing) -> None:
+        """After a dropped terminal: say which step the last run left unfinished, put the repair
+        of the releases it left stuck first in the plan, and continue that run (its finished
+        steps stay done). Nothing runs until `r`, as with every other step."""
+        from ambient_tui.engine.journal import Journal, JournalRead
+        from ambient_tui.plans import repair
+
+        journal = getattr(self.runner, "journal", None)
+        if journal is None or self.running:
+            return
+        previous = await asyncio.to_thread(Journal.read, journal.path)
+        interrupted = repair.interrupted_steps(previous)
+        releases = existing.data.get("releases") or []
+        app = self.app
+        histories: dict = {}
+        try:
+            histories = await asyncio.to_thread(
+                repair.stuck_releases, releases, getattr(self.runner, "env", None),
+                getattr(app, "kubeconfig", None), getattr(app, "kube_context", None))
+        except Exception as exc:  # then the existing-istio failure stands, and says why
+            self.notify(f"Could not read helm history to plan a repair: {exc}", severity="error",
+                        markup=False)
+        self._repairs = repair.find_repairs(previous, releases, histories)
+        if not interrupted and not self._repairs:
+            return
+        notes = [f"The last run was interrupted: {s.describe()}" for s in interrupted]
+        notes += [r.describe() for r in self._repairs]
+        phase = repair.repair_phase(self._repairs, getattr(app, "kube_context", None))
+        if phase is not None:
+            self.plan.phases.insert(0, phase)
+        if interrupted:
+            run = interrupted[0].run
+            done = self.runner.resume_from(JournalRead([r for r in previous.records if r.get("run") == run]))
+            if done:
+                notes.append(f"Continuing that run; already done: {', '.join(done)}")
+        checklist = self.query_one(StepChecklist)
+        first = phase.steps[0].id if phase is not None else next(
+            (s.id for s in self.plan.steps if s.state is StepState.PENDING), None)
+        checklist.rebuild(select=first)
+        if first is not None:  # kept in the output pane, where the notice would vanish
+            for note in notes:
+                self.buffers.append(first, f"! {note}")
+        self._shown_step = None
+        self._show_step(checklist.selected_step_id)
+        self._dirty.update(s.id for s in self.plan.steps)
+        self._update_progress()
+        self.notify("\n".join(notes), title="Interrupted run", severity="warning", markup=False,
+                    timeout=30)
+
 
     # ------------------------------------------------------------------ actions
 
@@ -411,7 +466,13 @@ class MainScreen(Screen):
     def action_run_plan(self) -> None:
         if self.zoomed:
             self.action_zoom()  # the checklist is the plan: show what runs
-        failing = [c.id for c in self.query_one(PreflightPane).results.values() if c.status == FAIL]
+        from ambient_tui.plans.repair import blocking
+
+        results = self.query_one(PreflightPane).results
+        existing = results.get("existing-istio")
+        fixed = {"vpc-cni"} if any(p.id == FIX_PHASE_ID for p in self.plan.phases) else set()
+        failing = [c.id for c in blocking(list(results.values()), fixed, self._repairs,
+                                          (existing.data.get("releases") if existing else None) or [])]
         if failing and not self._failures_acknowledged and not self.running:
             self._failures_acknowledged = True
             self.notify(f"Preflight fails: {', '.join(failing)}. Add a fix (f) or press r again "

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from ambient_tui.checks.model import FAIL
 from ambient_tui.engine.journal import JournalRead
 from ambient_tui.engine.plan import Phase, Step
 
@@ -161,6 +162,22 @@ def repair_steps(repairs: list[Repair], kube_context: str | None = None) -> list
 def repair_phase(repairs: list[Repair], kube_context: str | None = None) -> Phase | None:
     steps = repair_steps(repairs, kube_context)
     return Phase("repair", "Repair releases an interrupted run left stuck", steps) if steps else None
+
+
+def blocking(results, fixed: set[str], repairs: list[Repair], releases: list[dict]) -> list:
+    """Failed checks that still block: a check whose failure the plan now fixes (a fix phase,
+    or the repair of exactly the stuck releases it found) does not."""
+    out = []
+    for c in results:
+        if c.status != FAIL or c.id in fixed:
+            continue
+        if c.id == "existing-istio" and releases and not any(r["chart"] == "ambient" for r in releases):
+            stuck = {(r["namespace"], r["name"]) for r in releases
+                     if r["status"] in PENDING or r["status"] == "failed"}
+            if stuck and stuck <= {(r.namespace, r.release) for r in repairs}:
+                continue
+        out.append(c)
+    return out
 
 
 # -- asking helm --------------------------------------------------------------------------

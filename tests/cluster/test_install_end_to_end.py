@@ -184,11 +184,8 @@ def test_sighup_during_helm_then_next_start_repairs_and_continues(env, tools, co
     assert all_deployed(env) == {n: "deployed" for n in ("istio-base", "istiod", "istio-cni", "ztunnel")}
 
 
-def test_hard_kill_leaves_pending_install_and_next_start_uninstalls_and_retries(env, tools, control_plane,
-                                                                                stall_values, tmp_path):
-    # pending-install (not pending-upgrade) keeps this test to one and a half installs: kwok
-    # nodes on a loaded machine can miss heartbeats, and every --wait is exposed to that.
-    # The rollback path (pending-upgrade) is covered by tests/unit/test_repair.py.
+def hard_kill_during_istiod(env, tools, control_plane, stall_values, tmp_path) -> None:
+    """Start a headless install, and kill it and its helm the moment istiod is pending."""
     out = tmp_path / "first.out"
     proc = start_install(env, tools, stall_values, out)
     wait_for_pending_istiod(env, control_plane, proc, out)
@@ -211,6 +208,14 @@ def test_hard_kill_leaves_pending_install_and_next_start_uninstalls_and_retries(
     ends = {r["step"] for r in journal_records(env, control_plane) if r.get("type") == "step-end"}
     assert "helm-istiod" not in ends  # a start without an end: the journal shows the kill
 
+
+def test_hard_kill_leaves_pending_install_and_next_start_uninstalls_and_retries(env, tools, control_plane,
+                                                                                stall_values, tmp_path):
+    # pending-install (not pending-upgrade) keeps this test to one and a half installs: kwok
+    # nodes on a loaded machine can miss heartbeats, and every --wait is exposed to that.
+    # The rollback path (pending-upgrade) is covered by tests/unit/test_repair.py.
+    hard_kill_during_istiod(env, tools, control_plane, stall_values, tmp_path)
+
     again = cli(env, *install_args(tools))
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
     assert "step helm-istiod of run" in again.stdout and "started and never ended" in again.stdout
@@ -220,6 +225,65 @@ def test_hard_kill_leaves_pending_install_and_next_start_uninstalls_and_retries(
     assert all_deployed(env) == {n: "deployed" for n in ("istio-base", "istiod", "istio-cni", "ztunnel")}
     history = json.loads(sh(env, "helm", "history", "istiod", "-n", "istio-system", "-o", "json").stdout)
     assert [h["revision"] for h in history] == [1]  # a fresh install after the uninstall
+
+
+async def wait_until(predicate, timeout: float, what: str) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.asyncio
+async def test_tui_after_a_hard_kill_shows_the_interrupted_step_repairs_and_continues(
+        env, tools, control_plane, kubeconfig, stall_values, tmp_path, monkeypatch):
+    from ambient_tui.checks.model import CheckContext
+    from ambient_tui.engine.journal import Journal
+    from ambient_tui.engine.plan import StepState
+    from ambient_tui.engine.runner import Runner
+    from ambient_tui.plans.install import build_install_plan
+    from ambient_tui.settings import Settings
+    from screens.app import AmbientApp
+
+    hard_kill_during_istiod(env, tools, control_plane, stall_values, tmp_path)
+    journal_file, = (Path(env["XDG_STATE_HOME"]) / "ambient-tui" / "journal").glob("*.jsonl")
+    for k, v in env.items():  # the in-process checks (boto3) read the process environment
+        if k.startswith("AWS_"):
+            monkeypatch.setenv(k, v)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    settings = Settings(istio_version="1.31.0", chart_source=str(tools.charts),
+                        gateway_api_file=str(Path(tools.gateway_api) / "experimental-install.yaml"))
+    plan = build_install_plan(settings)
+    runner = Runner(plan, journal=Journal(journal_file), env=env)  # the same cluster journal
+    app = AmbientApp(plan, runner, context=journal_file.stem, istio_version="1.31.0",
+                     keymap_path=tmp_path / "none.yaml", kubeconfig=str(kubeconfig),
+                     check_context_factory=lambda: CheckContext(settings, kubeconfig=str(kubeconfig),
+                                                                env=env))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_until(lambda: plan.phases[0].id == "repair", 300, "the repair phase")
+        await pilot.pause(0.3)
+        assert [s.id for s in plan.phases[0].steps] == ["repair-istiod"]
+        notes = screen.buffers.lines("repair-istiod")
+        assert any("step helm-istiod of run" in n and "started and never ended" in n for n in notes), notes
+        assert any("istio-system/istiod is pending-install" in n for n in notes), notes
+        # The interrupted run continues: what it finished stays done; nothing has run yet.
+        assert plan.step("helm-istio-base").state is StepState.SUCCEEDED
+        assert plan.step("repair-istiod").state is StepState.PENDING
+        assert all_deployed(env)["istiod"] == "pending-install"
+
+        await pilot.press("r")  # the existing-istio failure is what the repair covers: no warning
+        await wait_until(lambda: screen._worker is not None, 10, "the run to start")
+        await wait_until(lambda: not screen.running, 1500, "the plan to finish")
+        states = {s.id: s.state.value for s in plan.steps}
+        assert all(s.state.done for s in plan.steps), states
+        await pilot.press("q")
+    assert all_deployed(env) == {n: "deployed" for n in ("istio-base", "istiod", "istio-cni", "ztunnel")}
+    history = json.loads(sh(env, "helm", "history", "istiod", "-n", "istio-system", "-o", "json").stdout)
+    assert [h["revision"] for h in history] == [1]  # uninstalled, then a fresh install
 
 
 # -- the vpc-cni fix as the first phase ------------------------------------------------------

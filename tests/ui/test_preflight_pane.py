@@ -146,11 +146,7 @@ async def test_executable_fix_becomes_the_first_phase_and_runs_only_with_the_pla
         await pilot.pause(0.1)
         assert sum(p.id == FIX_PHASE_ID for p in app.plan.phases) == 1
 
-        # r with a failing check first warns; a second r runs the whole plan, fix first.
-        await pilot.press("r")
-        await pilot.pause(0.1)
-        assert ctx.kube.calls == [] and app.plan.step("hello").state is StepState.PENDING
-        assert any("Preflight fails: vpc-cni" in n.message for n in app._notifications)
+        # The plan now fixes what failed, so r runs it at once, fix first.
         await pilot.press("r")
         await app.workers.wait_for_complete()
         await pilot.pause(0.2)
@@ -173,6 +169,17 @@ async def test_text_only_fix_is_shown_as_a_command_and_not_added():
         lines = app.screen.query_one(PreflightPane).lines()
         assert "fix: kubectl apply --server-side -f standard-install.yaml" in lines[0]
         assert "fix [f]" not in lines[1] and "fix: kubectl -n kube-system set env" in lines[1]
+
+        # r with a failure nothing in the plan fixes first warns; a second r runs anyway.
+        await pilot.press("1")
+        await pilot.press("r")
+        await pilot.pause(0.1)
+        assert app.plan.step("hello").state is StepState.PENDING
+        assert any("Preflight fails: gateway-api, vpc-cni" in n.message for n in app._notifications)
+        await pilot.press("r")
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        assert app.plan.step("hello").state is StepState.SUCCEEDED
         await pilot.press("f")
         await pilot.pause(0.1)
         assert [p.id for p in app.plan.phases] == ["base"]

@@ -2,7 +2,7 @@
 fix with --fix, a repair for a stuck release) does not; anything else does."""
 
 from ambient_tui.checks.model import FAIL, PASS, Check
-from ambient_tui.commands.install import _blocking
+from ambient_tui.plans.repair import blocking
 from ambient_tui.plans.repair import Repair
 
 
@@ -22,21 +22,21 @@ def ids(checks):
 def test_fixed_and_repaired_failures_do_not_block():
     releases = [rel("istio-base", "deployed", "base"), rel("istiod", "pending-upgrade")]
     repairs = [Repair("istiod", "istio-system", "pending-upgrade", 3, "rollback", 2)]
-    assert ids(_blocking(RESULTS, {"vpc-cni"}, repairs, releases)) == []
+    assert ids(blocking(RESULTS, {"vpc-cni"}, repairs, releases)) == []
 
 
 def test_without_the_fix_or_the_repair_they_block():
     releases = [rel("istiod", "pending-upgrade")]
-    assert ids(_blocking(RESULTS, set(), [], releases)) == ["vpc-cni", "existing-istio"]
+    assert ids(blocking(RESULTS, set(), [], releases)) == ["vpc-cni", "existing-istio"]
     # a repair for another release does not cover istiod
     other = [Repair("ztunnel", "istio-system", "failed", 1, "retry")]
-    assert ids(_blocking(RESULTS, {"vpc-cni"}, other, releases + [rel("ztunnel", "failed")])) == ["existing-istio"]
+    assert ids(blocking(RESULTS, {"vpc-cni"}, other, releases + [rel("ztunnel", "failed")])) == ["existing-istio"]
 
 
 def test_the_ambient_wrapper_chart_always_blocks():
     releases = [rel("istiod", "pending-upgrade"), rel("istio-ambient", "deployed", "ambient")]
     repairs = [Repair("istiod", "istio-system", "pending-upgrade", 3, "rollback", 2)]
-    assert ids(_blocking(RESULTS, {"vpc-cni"}, repairs, releases)) == ["existing-istio"]
+    assert ids(blocking(RESULTS, {"vpc-cni"}, repairs, releases)) == ["existing-istio"]
 
 
 class FakeCtx:
