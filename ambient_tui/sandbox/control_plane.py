@@ -55,6 +55,7 @@ VPC_CNI_ENV_DEFAULTS = {
     "WARM_ENI_TARGET": "1",
     "WARM_PREFIX_TARGET": "1",
 }
+NODE_PODS = 58  # max pods of an m5.xlarge with the VPC CNI
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "aws"]
 
 
@@ -150,8 +151,12 @@ class Status:
 class ControlPlane:
     def __init__(self, state_dir: Path | str | None = None, name: str = DEFAULT_NAME,
                  region: str = DEFAULT_REGION, apiserver_port: int | None = None,
-                 aws_port: int | None = None, with_aws: bool = True, out=None) -> None:
+                 aws_port: int | None = None, with_aws: bool = True, out=None,
+                 node_pods: int = NODE_PODS) -> None:
         self.name, self.region = name, region
+        # Pods each fake node accepts (an m5.xlarge takes 58); benchmarks raise it to hold
+        # tens of thousands of pods on the 3 nodes.
+        self.node_pods = node_pods
         self.state_dir = Path(state_dir) if state_dir else default_state_dir(name)
         self.want_api_port, self.want_aws_port = apiserver_port, aws_port
         self.with_aws = with_aws
@@ -427,7 +432,10 @@ class ControlPlane:
             "--root-ca-file", str(pki / "server.crt"),
             "--use-service-account-credentials=false",
             "--controllers", "*,-bootstrapsigner,-tokencleaner,-csrsigning",
-            "--node-monitor-grace-period=60s",
+            # kwok's heartbeats can stall for a minute on a loaded 2-core machine; a NotReady
+            # node marks every pod on it unready and kwok never sets them back, so a
+            # `helm --wait` then hangs. Fake nodes gain nothing from being declared lost.
+            "--node-monitor-grace-period=10m",
         ])
         self._spawn("kube-scheduler", [
             str(build.bin_path("kube-scheduler")), "--kubeconfig", ckc,
@@ -499,7 +507,7 @@ class ControlPlane:
 
     def _bootstrap(self, api: Api) -> None:
         for name, zone in NODES:
-            api.create("/api/v1/nodes", node_manifest(name, zone))
+            api.create("/api/v1/nodes", node_manifest(name, zone, self.node_pods))
         api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                           "metadata": {"name": RESTRICTED_NAMESPACE}})
         api.create(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{RESTRICTED_NAMESPACE}/rolebindings", {
@@ -593,9 +601,9 @@ class ControlPlane:
 
 # --- manifests ------------------------------------------------------------------------------
 
-def node_manifest(name: str, zone: str) -> dict:
+def node_manifest(name: str, zone: str, pods: int = NODE_PODS) -> dict:
     k, v = FAKE_NODE_ANNOTATION
-    alloc = {"cpu": "4", "memory": "16Gi", "pods": "58", "ephemeral-storage": "80Gi"}
+    alloc = {"cpu": "4", "memory": "16Gi", "pods": str(pods), "ephemeral-storage": "80Gi"}
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "annotations": {k: v, "node.alpha.kubernetes.io/ttl": "0"},
