@@ -121,3 +121,10 @@ def test_tui_gets_the_cluster_target_and_preflight(monkeypatch, tmp_path):
     seen.clear()
     assert main(["--kubeconfig", str(kc)]) == 0
     assert seen["context"] == "other" and seen["kube_context"] is None and seen["mouse"] is True
+
+
+def test_test_file_names_are_unique_across_tiers():
+    """The tiers are plain folders (no packages), so two test files with one name collide at
+    collection time ("import file mismatch") and the whole run stops."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
