@@ -48,6 +48,9 @@ class Step:
     # Steps sharing a group id inside a phase may run concurrently.
     group: str | None = None
     note: str = ""
+    # Reads a command's whole output after exit 0 and returns a problem ("" when fine); a
+    # problem fails the step (warns when warn_only). For tools that exit 0 on bad news.
+    verify: Callable[[list[str]], str] | None = None
     state: StepState = StepState.PENDING
     skip_reason: str = ""
 

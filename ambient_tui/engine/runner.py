@@ -159,7 +159,7 @@ class Runner:
                 state, message = StepState.SKIPPED, "dry-run: not run"
             elif step.argv is not None:
                 exit_code, message = await self._run_argv(step)
-                state = StepState.SUCCEEDED if exit_code == 0 else StepState.FAILED
+                state = StepState.SUCCEEDED if exit_code == 0 and not message else StepState.FAILED
             else:
                 await self._run_api(step)
                 state = StepState.SUCCEEDED
@@ -191,9 +191,12 @@ class Runner:
         except PermissionError:
             return None, f"{step.argv[0]} is not executable"
         self._procs[step.id] = proc
+        kept: list[str] | None = [] if step.verify else None
         try:
-            await asyncio.wait_for(self._pump(step.id, proc), timeout=step.timeout)
+            await asyncio.wait_for(self._pump(step.id, proc, kept), timeout=step.timeout)
             code = await proc.wait()
+            if code == 0 and step.verify:
+                return code, step.verify(kept or [])
             return code, "" if code == 0 else f"exit code {code}"
         except (asyncio.TimeoutError, asyncio.CancelledError):
             await _kill_group(proc)
@@ -204,7 +207,8 @@ class Runner:
                 # The leader may have gone on SIGTERM while a child ignored it.
                 _signal_group(proc, signal.SIGKILL)
 
-    async def _pump(self, step_id: str, proc: asyncio.subprocess.Process) -> None:
+    async def _pump(self, step_id: str, proc: asyncio.subprocess.Process,
+                    kept: list[str] | None = None) -> None:
         assert proc.stdout is not None
         while True:
             try:
@@ -213,7 +217,10 @@ class Runner:
                 raw = await proc.stdout.read(64 * 1024)
             if not raw:
                 break
-            self._emit(Event(EventKind.OUTPUT, step_id, line=raw.decode("utf-8", "replace").rstrip("\r\n")))
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if kept is not None:  # only for a step with `verify`
+                kept.append(line)
+            self._emit(Event(EventKind.OUTPUT, step_id, line=line))
 
     async def _run_api(self, step: Step) -> None:
         result = await asyncio.wait_for(asyncio.to_thread(step.api.func), timeout=step.timeout)

@@ -9,6 +9,7 @@ There is no `istioctl verify-install` step: it was removed in Istio 1.24.
 from __future__ import annotations
 
 import os
+from functools import partial
 
 from ambient_tui import catalog
 from ambient_tui.engine.plan import Phase, Plan, Step
@@ -136,8 +137,10 @@ def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None) -
                  undo=["kubectl", "label", "namespace", n, "istio.io/dataplane-mode-"])
             for n in settings.enroll]))
         plan.phases.append(Phase("post-check", "Post-check", [
-            Step("ztunnel-workloads", "ztunnel sees enrolled workloads (HBONE)", timeout=60, warn_only=True,
-                 argv=["istioctl", "ztunnel-config", "workloads", "-n", ns])]))
+            Step(f"ztunnel-workloads-{n}", f"ztunnel carries {n}'s workloads over HBONE", timeout=60,
+                 warn_only=True, argv=["istioctl", "ztunnel-config", "workloads", "--workload-namespace", n],
+                 verify=partial(hbone_problem, namespace=n))
+            for n in settings.enroll]))
     plan.phases = [p for p in plan.phases if p.steps]
     return plan
 
@@ -150,3 +153,19 @@ def pin_context(plan: Plan, kube_context: str) -> None:
             s.argv += ["--kube-context", kube_context]
         elif s.argv and s.argv[0] in ("kubectl", "istioctl"):
             s.argv[1:1] = ["--context", kube_context]
+
+
+def hbone_problem(lines: list[str], namespace: str) -> str:
+    """The post-check's verdict on `istioctl ztunnel-config workloads` output: every workload
+    of an enrolled namespace should use PROTOCOL HBONE (TCP means it is not in the mesh)."""
+    from ambient_tui.checks.parsers import parse_ztunnel_workloads
+
+    rows = [r for r in parse_ztunnel_workloads("\n".join(lines)) if r.get("NAMESPACE") == namespace]
+    if not rows:
+        return f"ztunnel lists no workload in {namespace}: no pods yet, or the namespace is not captured"
+    plain = [r.get("POD NAME", "?") for r in rows if r.get("PROTOCOL") != "HBONE"]
+    if plain:
+        return (f"{len(plain)} of {len(rows)} workloads in {namespace} are not on HBONE: "
+                f"{', '.join(plain[:5])}{' ...' if len(plain) > 5 else ''} (restart them, or check "
+                "the istio-cni node agent on their nodes)")
+    return ""

@@ -374,5 +374,6 @@ def test_istioctl_method_installs_and_enrols(env, tools, control_plane, kubeconf
     ends = {r["step"]: r for r in recs if r.get("type") == "step-end"}
     assert starts["istioctl-install"]["argv"][-4:] == ["install", "--set", "profile=ambient", "--skip-confirmation"]
     # The post-check is issued for real; on kwok no ztunnel answers, so it may only warn.
-    assert starts["ztunnel-workloads"]["argv"][-4:] == ["ztunnel-config", "workloads", "-n", "istio-system"]
-    assert ends["ztunnel-workloads"]["state"] in ("succeeded", "warned")
+    step = f"ztunnel-workloads-{ENROLL_NS}"
+    assert starts[step]["argv"][-4:] == ["ztunnel-config", "workloads", "--workload-namespace", ENROLL_NS]
+    assert ends[step]["state"] in ("succeeded", "warned")

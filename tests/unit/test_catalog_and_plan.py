@@ -112,4 +112,7 @@ def test_istioctl_method_and_enrolment():
     assert plan.step("istioctl-install").argv == ["istioctl", "install", "--set", "profile=ambient", "--skip-confirmation"]
     assert "gateway-api-crds" not in [s.id for s in plan.steps]
     assert plan.step("enroll-shop").argv[-2:] == ["istio.io/dataplane-mode=ambient", "--overwrite"]
-    assert plan.step("ztunnel-workloads").warn_only
+    assert [s.id for s in plan.steps if s.id.startswith("ztunnel-workloads-")] == [
+        "ztunnel-workloads-shop", "ztunnel-workloads-pay"]
+    assert plan.step("ztunnel-workloads-pay").warn_only
+    assert plan.step("ztunnel-workloads-pay").argv[-2:] == ["--workload-namespace", "pay"]
