@@ -4,8 +4,8 @@ Helm 3 and 4 keep one Secret per release revision, named `sh.helm.release.v1.NAM
 labelled `owner=helm` and typed `helm.sh/release.v1`. Its `data.release` is the release JSON,
 gzipped, base64-encoded by Helm, then base64-encoded again by the API as Secret data.
 
-The watcher follows the pod watcher's model (ambient_tui.watch.pods): one list+watch loop per
-namespace in scope, relist on 410 Gone, a "reconnecting" state with back-off when the API
+The watcher is a ListWatcher (ambient_tui.watch.listwatch), as the pod watcher: one list+watch
+loop per namespace in scope, relist on 410 Gone, a "reconnecting" state with back-off when the API
 server is unreachable, a message per namespace on 403/404. Consumers poll `version` on a
 timer and take a `snapshot()` (newest revision per release) or a release's `history()`.
 Only the fields the pane shows are kept, never the manifest or values (they hold secrets).
@@ -17,13 +17,10 @@ import base64
 import binascii
 import gzip
 import json
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Protocol
 
-from .pods import (LISTING, RECONNECTING, STOPPED, WATCHING, ApiError, ConnectionLost,
-                   _status_message)
+from .listwatch import ApiError, ListWatcher, Loop, RawSource, where
 from .rows import parse_time
 
 INSTALL_NAMESPACES = ("istio-system", "istio-ingress")
@@ -193,90 +190,23 @@ class SecretSource(Protocol):
     def close(self) -> None: ...
 
 
-class KubeSecretSource:
-    """Release Secrets through the kubernetes client, as raw JSON (no model objects)."""
+class KubeSecretSource(RawSource):
+    """Release Secrets through the kubernetes client, as raw JSON (no model objects).
 
-    def __init__(self, kubeconfig: str | None = None, context: str | None = None,
-                 api_client=None, connect_timeout: float = 5.0) -> None:
-        from kubernetes import client, config  # lazy: keeps start-up fast
+    There is one kind here, so list/watch take no kind (SecretSource)."""
 
-        if api_client is None:
-            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-        self.core = client.CoreV1Api(api_client)
-        self.connect_timeout = connect_timeout
-        self._lock = threading.Lock()
-        self._open: set = set()
+    def _request(self, kind: str, namespace: str | None, **kw):
+        kw.update(label_selector=LABEL_SELECTOR, field_selector=FIELD_SELECTOR)
+        if namespace is None:
+            return self.core.list_secret_for_all_namespaces(**kw)
+        return self.core.list_namespaced_secret(namespace, **kw)
 
-    def _call(self, namespace: str | None, read_timeout: float, **kw):
-        from kubernetes.client.exceptions import ApiException
+    def list(self, namespace: str | None) -> tuple[list[dict], str]:  # type: ignore[override]
+        return super().list("secrets", namespace)  # type: ignore[return-value]
 
-        kw.update(label_selector=LABEL_SELECTOR, field_selector=FIELD_SELECTOR,
-                  _preload_content=False, _request_timeout=(self.connect_timeout, read_timeout))
-        try:
-            if namespace is None:
-                return self.core.list_secret_for_all_namespaces(**kw)
-            return self.core.list_namespaced_secret(namespace, **kw)
-        except ApiException as e:
-            raise ApiError(e.status or 0, _status_message(e.body) or str(e.reason)) from None
-        except Exception as e:  # urllib3 errors, timeouts, OSError
-            first = str(e).splitlines()[0][:200] if str(e) else ""
-            raise ConnectionLost(f"{type(e).__name__}: {first}") from None
-
-    def list(self, namespace: str | None) -> tuple[list[dict], str]:
-        resp = self._call(namespace, 60)
-        try:
-            data = json.loads(resp.data)
-        except Exception as e:
-            raise ConnectionLost(f"bad list response: {e}") from None
-        return data.get("items") or [], (data.get("metadata") or {}).get("resourceVersion", "")
-
-    def watch(self, namespace: str | None, resource_version: str, timeout: int) -> Iterator[dict]:
-        from kubernetes.watch.watch import iter_resp_lines
-
-        resp = self._call(namespace, timeout + 15, watch=True, resource_version=resource_version,
-                          timeout_seconds=timeout, allow_watch_bookmarks=True)
-        with self._lock:
-            self._open.add(resp)
-        try:
-            for line in iter_resp_lines(resp):
-                if line:
-                    yield json.loads(line)
-        except (GeneratorExit, ApiError):
-            raise
-        except Exception as e:
-            raise ConnectionLost(f"watch stream broke: {type(e).__name__}: {str(e)[:200]}") from None
-        finally:
-            with self._lock:
-                self._open.discard(resp)
-            try:
-                resp.release_conn()
-            except Exception:
-                pass
-
-    def namespace_exists(self, namespace: str) -> bool | None:
-        """True/False, or None when this user may not read namespaces."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self.core.read_namespace(namespace, _request_timeout=(self.connect_timeout, 10))
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            if e.status in (401, 403):
-                return None
-            raise ApiError(e.status or 0, _status_message(e.body)) from None
-        except Exception as e:
-            raise ConnectionLost(f"{type(e).__name__}: {str(e)[:200]}") from None
-
-    def close(self) -> None:
-        with self._lock:
-            opened = list(self._open)
-        for resp in opened:
-            try:
-                resp.close()
-            except Exception:
-                pass
+    def watch(self, namespace: str | None, resource_version: str,  # type: ignore[override]
+              timeout: int) -> Iterator[dict]:
+        return super().watch("secrets", namespace, resource_version, timeout)
 
 
 # --- the watcher ---------------------------------------------------------------------------
@@ -296,42 +226,21 @@ def _secret_key(obj: dict) -> tuple[str, str]:
     return (meta.get("namespace", ""), meta.get("name", ""))
 
 
-class HelmReleaseWatcher:
+class HelmReleaseWatcher(ListWatcher):
     """Release Secrets in `namespaces` (None: all namespaces) kept current by list+watch."""
+
+    thread_name = "helm-watcher"
 
     def __init__(self, source: SecretSource | None = None, *,
                  namespaces: Iterable[str] | None = INSTALL_NAMESPACES,
                  kubeconfig: str | None = None, context: str | None = None,
                  watch_timeout: int = 240, backoff: tuple[float, float] = (0.5, 8.0),
                  missing_retry: float = 5.0) -> None:
-        self._source_arg = source
-        self.kubeconfig, self.context = kubeconfig, context
+        super().__init__(source, kubeconfig=kubeconfig, context=context,
+                         watch_timeout=watch_timeout, backoff=backoff, missing_retry=missing_retry)
         self.scope: tuple[str, ...] | None = None if namespaces is None else tuple(sorted(set(namespaces)))
-        self.watch_timeout, self.backoff, self.missing_retry = watch_timeout, backoff, missing_retry
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         # secret (namespace, name) -> decoded revision; a Secret is one revision.
         self._secrets: dict[tuple[str, str], Release] = {}
-        self._version = 0
-        self._loop_state: dict[str, str] = {}
-        self._messages: dict[str, str] = {}
-        self.last_error = ""
-        self._threads: list[threading.Thread] = []
-        self.source: SecretSource | None = None
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    @property
-    def state(self) -> str:
-        states = set(self._loop_state.values())
-        if not states:
-            return STOPPED if self._stop.is_set() or not self._threads else LISTING
-        for s in (RECONNECTING, LISTING, WATCHING):
-            if s in states:
-                return s
-        return STOPPED
 
     def snapshot(self) -> HelmSnapshot:
         with self._lock:
@@ -349,137 +258,24 @@ class HelmReleaseWatcher:
             revs = [r for r in self._secrets.values() if r.key == (namespace, name)]
         return sorted(revs, key=lambda r: r.revision, reverse=True)
 
-    # -- lifecycle --
-    def start(self) -> "HelmReleaseWatcher":
-        self._stop.clear()
-        t = threading.Thread(target=self._run, name="helm-watcher", daemon=True)
-        self._threads.append(t)
-        t.start()
-        return self
+    # -- what ListWatcher asks --
+    def _default_source(self) -> KubeSecretSource:
+        return KubeSecretSource(self.kubeconfig, self.context)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self.source is not None:
-            try:
-                self.source.close()
-            except Exception:
-                pass
-        deadline = time.monotonic() + timeout
-        for t in list(self._threads):
-            t.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            self._loop_state.clear()
-            self._version += 1
+    def _loops(self) -> list[Loop]:
+        return [Loop(key=ns or "*", kind="secrets", namespace=ns, scope=ns or "*", label=where(ns),
+                     thread=f"watch-helm-{ns or 'all'}", check_exists=True)
+                for ns in (self.scope if self.scope is not None else (None,))]
 
-    def _run(self) -> None:
-        delay = self.backoff[0]
-        while not self._stop.is_set() and self.source is None:
-            try:
-                self.source = self._source_arg or KubeSecretSource(self.kubeconfig, self.context)
-            except Exception as e:  # no kubeconfig, unknown context...
-                self._set_error(f"cannot build a client: {type(e).__name__}: {e}", "*", RECONNECTING)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.backoff[1])
-        with self._lock:
-            if self._loop_state.pop("*", None) is not None:
-                self._version += 1
-        for ns in (self.scope if self.scope is not None else (None,)):
-            if self._stop.is_set():
-                return
-            t = threading.Thread(target=self._loop, args=(ns,), daemon=True,
-                                 name=f"watch-helm-{ns or 'all'}")
-            self._threads.append(t)
-            t.start()
+    def _list(self, src, loop: Loop) -> tuple[Iterable[dict], str]:
+        return src.list(loop.namespace)
 
-    def _set_state(self, loop: str, state: str) -> None:
-        with self._lock:
-            if self._loop_state.get(loop) != state:
-                self._loop_state[loop] = state
-                self._version += 1
+    def _watch(self, src, loop: Loop, rv: str) -> Iterator[dict]:
+        return src.watch(loop.namespace, rv, self.watch_timeout)
 
-    def _set_error(self, error: str, loop: str, state: str) -> None:
-        with self._lock:
-            self.last_error = error
-            self._loop_state[loop] = state
-            self._version += 1
-
-    def _set_message(self, scope: str, message: str | None) -> None:
-        with self._lock:
-            if message is None:
-                if self._messages.pop(scope, None) is not None:
-                    self._version += 1
-            elif self._messages.get(scope) != message:
-                self._messages[scope] = message
-                self._version += 1
-
-    def _loop(self, namespace: str | None) -> None:
-        loop = scope = namespace or "*"
-        where = f"namespace {namespace}" if namespace else "all namespaces"
-        delay = self.backoff[0]
-        src = self.source
-        assert src is not None
-        while not self._stop.is_set():
-            try:
-                self._set_state(loop, LISTING)
-                if namespace is not None and src.namespace_exists(namespace) is False:
-                    self._replace(namespace, [])
-                    self._set_message(scope, f"namespace {namespace} not found")
-                    self._set_state(loop, WATCHING)
-                    self._stop.wait(self.missing_retry)
-                    continue
-                items, rv = src.list(namespace)
-                self._replace(namespace, items)
-                self._set_message(scope, None)
-                self._set_state(loop, WATCHING)
-                delay = self.backoff[0]
-                while not self._stop.is_set():
-                    rv = self._consume(src.watch(namespace, rv, self.watch_timeout), rv)
-            except _Relist:
-                continue
-            except ApiError as e:
-                if self._stop.is_set():
-                    break
-                if e.status == 410:
-                    continue
-                if e.status in (401, 403, 404):
-                    what = {401: "unauthorized", 403: "forbidden", 404: "not found"}[e.status]
-                    self._replace(namespace, [])
-                    need = "list and watch secrets"
-                    msg = f"{what}: needs {need} in {where}"
-                    self._set_message(scope, f"{msg} ({e.message})" if e.message else msg)
-                    self._set_state(loop, WATCHING)
-                    self._stop.wait(self.missing_retry * 6)
-                    continue
-                self._set_error(f"{where}: {e}", loop, RECONNECTING)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.backoff[1])
-            except Exception as e:  # ConnectionLost, or a bug: never kill the pane silently
-                if self._stop.is_set():
-                    break
-                text = str(e) if isinstance(e, ConnectionLost) else f"{type(e).__name__}: {e}"
-                self._set_error(f"{where}: {text}", loop, RECONNECTING)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.backoff[1])
-        with self._lock:
-            self._loop_state.pop(loop, None)
-            self._version += 1
-
-    def _consume(self, events: Iterator[dict], rv: str) -> str:
-        for ev in events:
-            if self._stop.is_set():
-                break
-            typ, obj = ev.get("type"), ev.get("object") or {}
-            if typ == "ERROR":
-                code = obj.get("code")
-                if code == 410 or obj.get("reason") in ("Expired", "Gone"):
-                    raise _Relist()
-                raise ApiError(int(code or 0), obj.get("message", ""))
-            new_rv = (obj.get("metadata") or {}).get("resourceVersion")
-            if new_rv:
-                rv = new_rv
-            if typ != "BOOKMARK":
-                self._apply(typ, obj)
-        return rv
+    def _denied_message(self, loop: Loop, what: str, e: ApiError) -> str:
+        msg = f"{what}: needs list and watch secrets in {where(loop.namespace)}"
+        return f"{msg} ({e.message})" if e.message else msg
 
     def _decode(self, obj: dict) -> Release | None:
         try:
@@ -489,8 +285,10 @@ class HelmReleaseWatcher:
             self._messages[f"{ns}/{name}"] = f"cannot decode {ns}/{name}: {e}"
             return None
 
-    def _replace(self, namespace: str | None, items: list[dict]) -> None:
+    def _replace(self, loop: Loop, items: Iterable[dict]) -> None:
+        namespace = loop.namespace
         with self._lock:
+            self.relists += 1
             for k in [k for k in self._secrets if namespace is None or k[0] == namespace]:
                 del self._secrets[k]
             for obj in items:
@@ -499,7 +297,7 @@ class HelmReleaseWatcher:
                     self._secrets[_secret_key(obj)] = rel
             self._version += 1
 
-    def _apply(self, typ: str, obj: dict) -> None:
+    def _apply(self, loop: Loop, typ: str, obj: dict) -> None:
         key = _secret_key(obj)
         with self._lock:
             if typ == "DELETED":
@@ -511,7 +309,3 @@ class HelmReleaseWatcher:
                     return
                 self._secrets[key] = rel
             self._version += 1
-
-
-class _Relist(Exception):
-    pass
