@@ -2,7 +2,7 @@
 one merge of 25 changes, in a headless app (no cluster: a static snapshot provider stands in
 for the PodWatcher). Numbers are inflated by the profiler; read them as proportions.
 
-    python bench/pane_profile.py [--rows 20000] [--virtual]
+    python bench/pane_profile.py [--rows 20000]
 """
 
 from __future__ import annotations
@@ -87,12 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--top", type=int, default=8)
-    ap.add_argument("--virtual", action="store_true", help="profile bench/_virtual_pane.py instead")
     args = ap.parse_args()
-    if args.virtual:
-        import _virtual_pane
-
-        _virtual_pane.apply()
     asyncio.run(profile(args.rows, args.top))
 
 

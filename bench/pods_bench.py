@@ -28,12 +28,10 @@ the phase's wall time; 100% = one core. Load average (/proc/loadavg) is recorded
 2 cores are shared with other work.
 
 Pane variants (--variants, each run against the same pods, one after the other):
-  current  screens/pods.py as it is in the tree;
-  virtual  the line-rendered table proposed for screens/pods.py (bench/_virtual_pane.py).
-The proposed variants are applied at run time by bench/_pods_ui.py; no file outside bench/
-is changed by them.
+  current  screens/pods.py as it is in the tree (the line-rendered PodGrid since the
+           DataTable version measured in bench/RESULTS.md was replaced).
 
-    unshare --net sh -c 'ip link set lo up && .venv/bin/python bench/pods_bench.py --variants current,virtual'
+    unshare --net sh -c 'ip link set lo up && .venv/bin/python bench/pods_bench.py --variants current'
     options: --pods 20000 --baseline 100 --churn 60 --idle 20 --keys 100 [--no-write]
              [--profile DIR]  (cProfile of each app's UI thread, via AMBIENT_TUI_PODS_PROFILE)
 """
@@ -70,8 +68,7 @@ DOWN, UP, REVERSE = b"\x1b[B", b"\x1b[A", b"O"
 GOALS = {"p99": 150.0, "cpu": 50.0, "rss": 400.0, "idle": 1024.0}
 PODS_PER_NS = 1000
 VARIANTS = {
-    "current": "screens/pods.py as it is in the tree",
-    "virtual": "proposed line-rendered table (bench/_virtual_pane.py: sorted list + bisect, only visible lines drawn)",
+    "current": "screens/pods.py as it is in the tree (line-rendered PodGrid: sorted list + bisect, only visible lines drawn)",
 }
 
 
@@ -288,11 +285,7 @@ def start_app(cp: ControlPlane, profile: str | None, variant: str = "current") -
                HOME=str(cp.state_dir), XDG_CONFIG_HOME=str(cp.state_dir / "config"))
     if profile:
         env["AMBIENT_TUI_PODS_PROFILE"] = profile
-    if variant != "current":
-        env["AMBIENT_TUI_BENCH_PANE"] = variant
-    # bench/_pods_ui.py runs `ambient-tui pods` through cli.main (it supplies cli.start_pods_ui
-    # only if cli.py does not have it yet).
-    argv = [sys.executable, str(ROOT / "bench" / "_pods_ui.py"), "pods", "--all-namespaces"]
+    argv = [sys.executable, "-m", "ambient_tui.cli", "pods", "--all-namespaces"]  # `ambient-tui pods`
     return PtyApp(argv, env, str(ROOT), COLS, ROWS)
 
 
@@ -534,8 +527,7 @@ def main() -> int:
     ap.add_argument("--keys", type=int, default=100, help="key presses per phase")
     ap.add_argument("--profile", metavar="DIR", help="write a cProfile of each app run here")
     ap.add_argument("--variants", default="current",
-                    help="comma-separated pane variants: current (screens/pods.py as it is), "
-                         "virtual (bench/_virtual_pane.py)")
+                    help="comma-separated pane variants: current (screens/pods.py as it is)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
     ap.add_argument("--from-json", metavar="FILE", help="no run: write the report from a --json file")

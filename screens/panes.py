@@ -111,7 +111,8 @@ class Panes(Vertical):
             return self.query_one("#output")
         if self.current == "preflight":
             return self.query_one("#preflight-list")
-        found = self.query_one(f"#{PANES[self.current][0]}").query("DataTable")
+        # The pods pane's table is a PodGrid (screens/pod_grid.py); the Helm pane's a DataTable.
+        found = self.query_one(f"#{PANES[self.current][0]}").query("DataTable, PodGrid")
         return found.first() if found else None
 
     def _focus_if_shown(self, name: str) -> None:

@@ -15,12 +15,12 @@ import uuid
 import pytest
 import yaml
 from textual.app import App, ComposeResult
-from textual.widgets import DataTable
 
 from ambient_tui.watch.pod_detail import (DetailError, KubeDetailSource, LogFollower, ERROR,
                                           fetch_describe, pod_yaml, wait_until)
 from ambient_tui.watch.pods import PodWatcher
 from screens.pod_detail import PodDetailScreen
+from screens.pod_grid import PodGrid
 from screens.pods import PodsPane
 
 pytestmark = pytest.mark.cluster
@@ -128,7 +128,7 @@ async def test_row_actions_in_the_pods_pane(pod, kubeconfig, core):
             while not pane.table_rows() and time.monotonic() < end:
                 await pilot.pause(0.1)
             assert [r[:2] for r in pane.table_rows()] == [(ns, name)]
-            pane.query_one(DataTable).focus()
+            pane.query_one(PodGrid).focus()
 
             screen = await detail_after(pilot, "d")
             assert screen.error == "" and screen.text()[0].split() == ["Name:", name]

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from textual.screen import Screen
-from textual.widgets import DataTable
 
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.plan import Phase, Plan, Step, StepState
@@ -26,6 +25,7 @@ from ambient_tui.watch.rows import parse_time, pod_row
 from ambient_tui.watch.workloads import DAEMONSETS, DEPLOYMENTS, WorkloadCounts, WorkloadSnapshot
 from screens.app import AmbientApp
 from screens.main import MainScreen
+from screens.pod_grid import PodGrid
 from screens.progress import PlanProgress
 from screens.widgets import StepChecklist
 
@@ -143,7 +143,7 @@ async def test_panes_start_lazily_and_hidden_pods_pane_does_not_merge():
         await wait_for(lambda: bool(screen.query("#pods")))
         pane = screen.query_one("#pods")
         await wait_for(lambda: len(pane.table_rows()) == 3)
-        assert isinstance(app.focused, DataTable)
+        assert isinstance(app.focused, PodGrid)
         await pilot.press("2")
         assert screen.pane == "preflight"
         merges = pane.refreshes
@@ -173,7 +173,7 @@ async def test_enter_runs_a_step_only_from_the_checklist():
     app = make_app(pods_provider=PodsProvider(PODS))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")
-        await wait_for(lambda: isinstance(app.focused, DataTable))
+        await wait_for(lambda: isinstance(app.focused, PodGrid))
         await pilot.press("enter")
         await settle(pilot)
         assert all(s.state is StepState.PENDING for s in app.plan.steps)

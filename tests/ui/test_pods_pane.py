@@ -1,14 +1,18 @@
 """PodsPane with a snapshot provider (no cluster): merge by row key, filter, sort,
-reconnecting line, and one SVG snapshot at 80x24 with a frozen clock."""
+reconnecting line, one SVG snapshot at 80x24 with a frozen clock; and its line-rendered grid
+(screens/pod_grid.py): incremental order against a full sort, the cursor following its pod,
+mouse, and repaints limited to the lines that changed."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from textual.app import App, ComposeResult
-from textual.widgets import DataTable
 
 from ambient_tui.watch.pods import RECONNECTING, WATCHING, Snapshot
-from ambient_tui.watch.rows import parse_time, pod_row
+from ambient_tui.watch.rows import COLUMNS, PodRow, parse_time, pod_row
+from screens.pod_grid import PodGrid
 from screens.pods import PodsPane
 
 T0 = parse_time("2026-01-01T00:00:00Z")
@@ -100,7 +104,7 @@ async def test_merge_filter_sort_and_reconnecting():
         assert provider.calls == calls
 
         # Changes merge by row key: one removed, one added, one cell changed.
-        table = pane.query_one(DataTable)
+        table = pane.query_one(PodGrid)
         changed = [p for p in PODS if p["metadata"]["name"] != "old-1"]
         changed[2] = pod("web-7c9d8-abcde", labels={"app": "web"}, created=3 * 3600, restarts=1)
         changed.append(pod("web-7c9d8-fghij", labels={"app": "web"}, created=3 * 3600 + 120))
@@ -202,10 +206,10 @@ async def test_row_actions_open_detail_screens():
     async with app.run_test(size=(80, 24)) as pilot:
         pane = app.query_one(PodsPane)
         await pilot.pause(0.1)
-        table = pane.query_one(DataTable)
+        table = pane.query_one(PodGrid)
         table.focus()
         row = names(pane).index("db-0")
-        table.move_cursor(row=row)
+        table.move_cursor(row)
         await pilot.pause()
         assert pane.selected_key == ("demo", "db-0")
 
@@ -238,7 +242,204 @@ async def test_row_actions_open_detail_screens():
         assert app.screen.query_one(PodsPane) is pane
 
         # A forbidden namespace: the message names the missing permission; no crash.
-        table.move_cursor(row=names(pane).index("ztunnel-4mzqv"))
+        table.move_cursor(names(pane).index("ztunnel-4mzqv"))
         await pilot.pause()
         screen = await open_with("d")
         assert screen.error == "forbidden: needs permission to get pods in namespace istio-system"
+
+
+# --- the line-rendered grid: incremental order, cursor, partial repaints ----------------------
+
+STATUSES = ["Running", "Pending", "CrashLoopBackOff", "Completed", "Terminating"]
+
+
+class RowsProvider:
+    """A snapshot provider holding PodRow objects directly (thousands of rows, no pod JSON)."""
+
+    def __init__(self, rows):
+        self.version, self.rows = 1, dict(rows)
+
+    def set(self, rows):
+        self.rows = dict(rows)
+        self.version += 1
+
+    def snapshot(self):
+        return Snapshot(self.version, dict(self.rows), WATCHING, "", {}, None)
+
+
+def random_row(rnd, i):
+    ready = rnd.choice(["1/1", "0/1", "2/2", "1/2"])
+    return PodRow(f"ns-{rnd.randrange(20):02d}", f"pod-{i:05d}", ready, rnd.choice(STATUSES),
+                  rnd.randrange(5), T0 + rnd.randrange(0, 10_000), f"node-{rnd.randrange(9)}",
+                  rnd.choice(["enrolled", "none", "opted-out"]))
+
+
+def full_sort(rows, column, reverse):
+    """The expected order, by a plain sort of all rows (ties by namespace, name)."""
+    def value(r):
+        if column == "restarts":
+            return r.restarts
+        if column == "age":
+            return -r.created
+        if column == "ready":
+            n, _, m = r.ready.partition("/")
+            return (int(n), int(m))
+        return getattr(r, column)
+    return [r.key for r in sorted(rows.values(), key=lambda r: (value(r), r.key), reverse=reverse)]
+
+
+class RowsApp(App):
+    def __init__(self, provider, clock, **kw):
+        super().__init__()
+        self.provider, self.clock, self.kw = provider, clock, kw
+
+    def compose(self) -> ComposeResult:
+        yield PodsPane(self.provider, now=lambda: self.clock[0], interval=0.05, **self.kw)
+
+
+def shown_keys(pane):
+    return [(r[0], r[1]) for r in pane.table_rows()]
+
+
+@pytest.mark.asyncio
+async def test_incremental_insert_remove_matches_a_full_sort():
+    rnd = random.Random(5)
+    rows = {r.key: r for r in (random_row(rnd, i) for i in range(2000))}
+    provider = RowsProvider(rows)
+    app = RowsApp(provider, [NOW])
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(PodsPane)
+        await pilot.pause(0.1)
+        assert shown_keys(pane) == full_sort(rows, "namespace", False)
+        next_id = 2000
+        for round_ in range(12):
+            column = COLUMNS[round_ % len(COLUMNS)]
+            pane.set_sort(column, reverse=bool(round_ % 2))
+            # Churn with the sort fixed: remove some, add some, change some (incl. sort values).
+            for key in rnd.sample(sorted(rows), 150):
+                del rows[key]
+            for _ in range(150):
+                r = random_row(rnd, next_id)
+                rows[r.key] = r
+                next_id += 1
+            for key in rnd.sample(sorted(rows), 150):
+                old = random_row(rnd, 0)
+                r = rows[key]
+                rows[key] = PodRow(r.namespace, r.name, old.ready, old.status, old.restarts,
+                                   old.created, old.node, old.ambient)
+            merges = pane.refreshes
+            provider.set(rows)
+            pane.refresh_now()  # merge now (the timer would do the same)
+            assert pane.refreshes == merges + 1
+            assert shown_keys(pane) == full_sort(rows, column, bool(round_ % 2)), column
+        assert len(pane.table_rows()) == 2000
+
+
+@pytest.mark.asyncio
+async def test_cursor_stays_on_the_same_pod_when_rows_above_it_go():
+    rnd = random.Random(7)
+    rows = {r.key: r for r in (random_row(rnd, i) for i in range(60))}
+    provider = RowsProvider(rows)
+    app = RowsApp(provider, [NOW])
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(PodsPane)
+        grid = pane.query_one(PodGrid)
+        await pilot.pause(0.1)
+        assert app.focused is grid
+        for _ in range(25):
+            await pilot.press("down")
+        key = pane.selected_key
+        assert key == shown_keys(pane)[25]
+        above = shown_keys(pane)[:10]
+        provider.set({k: r for k, r in rows.items() if k not in above})
+        await pilot.pause(0.15)
+        assert pane.selected_key == key and grid.cursor == 15
+        # Sorting differently moves the pod; the cursor goes with it.
+        await pilot.press("O")
+        assert pane.selected_key == key
+        # Keys: end / home / page down.
+        await pilot.press("end")
+        assert pane.selected_key == shown_keys(pane)[-1]
+        await pilot.press("home")
+        assert pane.selected_key == shown_keys(pane)[0]
+        await pilot.press("pagedown")
+        assert grid.cursor == grid.body_height
+        # The selected pod itself goes: the cursor keeps its place.
+        gone = pane.selected_key
+        provider.set({k: r for k, r in provider.rows.items() if k != gone})
+        await pilot.pause(0.15)
+        assert gone not in shown_keys(pane) and grid.cursor == grid.body_height
+
+
+@pytest.mark.asyncio
+async def test_mouse_click_selects_a_row_and_sorts_by_a_header():
+    app = PaneApp(Provider(PODS))
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(PodsPane)
+        grid = pane.query_one(PodGrid)
+        await pilot.pause(0.1)
+        await pilot.click(grid, offset=(20, 3))  # line 0 header, line 3 = third row
+        assert pane.selected_key == (pane.table_rows()[2][0], pane.table_rows()[2][1])
+        # Header click on RST (after NAMESPACE, NAME, READY, STATUS and their gaps): sort by
+        # it; a second click reverses.
+        rst_x = sum(grid.widths[:4]) + 2 * 4 + 1
+        await pilot.click(grid, offset=(rst_x, 0))
+        assert pane.sort_column == "restarts" and not pane.sort_reverse
+        assert [int(r[4]) for r in pane.table_rows()] == sorted(int(r[4]) for r in pane.table_rows())
+        await pilot.click(grid, offset=(rst_x, 0))
+        assert pane.sort_reverse and names(pane)[0] == "db-0"
+
+
+@pytest.mark.asyncio
+async def test_only_changed_visible_lines_are_repainted():
+    rnd = random.Random(3)
+    rows = {}
+    for i in range(60):  # 60 pods, ~20 on screen; all old except the first five (young)
+        r = random_row(rnd, i)
+        created = NOW - 5 - i if i < 5 else NOW - 7200 - 60 * i
+        r = PodRow("demo", r.name, "1/1", "Running", 0, created, "node-0", "enrolled")
+        rows[r.key] = r
+    clock = [NOW]
+    provider = RowsProvider(rows)
+    app = RowsApp(provider, clock, age_interval=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(PodsPane)
+        grid = pane.query_one(PodGrid)
+        await pilot.pause(0.2)
+        drawn = []
+        real = grid.render_line
+
+        def spy(y):
+            drawn.append(y)
+            return real(y)
+        grid.render_line = spy
+        on_screen = [k for k in (grid.key_at(i) for i in grid.visible_indexes())]
+        assert 10 < len(on_screen) < 60
+
+        # Idle (timers keep ticking, nothing changed): nothing is drawn.
+        await pilot.pause(0.3)
+        assert drawn == []
+
+        # One visible pod changes: only its line is drawn.
+        key = on_screen[7]
+        r = rows[key]
+        rows[key] = PodRow(r.namespace, r.name, r.ready, r.status, 3, r.created, r.node, r.ambient)
+        provider.set(rows)
+        await pilot.pause(0.2)
+        assert set(drawn) == {1 + 7}
+
+        # A pod below the screen changes: nothing is drawn.
+        drawn.clear()
+        key = grid.key_at(grid.row_count - 1)
+        assert key not in on_screen
+        r = rows[key]
+        rows[key] = PodRow(r.namespace, r.name, r.ready, "Pending", 0, r.created, r.node, r.ambient)
+        provider.set(rows)
+        await pilot.pause(0.2)
+        assert drawn == []
+
+        # One second later only the young pods' ages read differently: only their lines.
+        clock[0] = NOW + 1
+        await pilot.pause(0.2)
+        young = {1 + i for i, k in enumerate(on_screen) if NOW - rows[k].created < 60}
+        assert len(young) == 5 and set(drawn) == young
