@@ -660,7 +660,11 @@ def aws_node_manifest(cluster: str, region: str) -> dict:
 
 def set_aws_node_env(api: Api, env: dict[str, str | None]) -> None:
     path = "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node"
-    for _ in range(5):  # optimistic concurrency: retry on 409
+    # Optimistic concurrency: retry on 409. The DaemonSet controller rewrites the object's
+    # status as kwok's pods change, so on a busy machine several tries in a row can lose.
+    for attempt in range(30):
+        if attempt:
+            time.sleep(min(0.1 * attempt, 1.0))
         code, ds = api.request("GET", path)
         if code != 200:
             raise SandboxError(f"reading daemonset aws-node: HTTP {code}")

@@ -19,55 +19,17 @@ import time
 from pathlib import Path
 
 import pytest
+from istio_cleanup import clean_cluster, sh  # same folder
 
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).parents[2]
 MODE = "POD_SECURITY_GROUP_ENFORCING_MODE"
-ISTIO_NAMESPACES = ("istio-system", "istio-ingress")
-CRD_SUFFIXES = (".istio.io", ".gateway.networking.k8s.io", ".gateway.networking.x-k8s.io")
 ENROLL_NS = "e2e-enrolled"
-
-
-def sh(env, *argv, check=True, timeout=300) -> subprocess.CompletedProcess:
-    p = subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} -> {p.returncode}: {p.stderr[-800:]}")
-    return p
 
 
 def helm_rows(env) -> list[dict]:
     return json.loads(sh(env, "helm", "list", "-A", "-a", "-o", "json").stdout or "[]")
-
-
-def clean_cluster(env) -> None:
-    for r in helm_rows(env):
-        if r["namespace"] in ISTIO_NAMESPACES:
-            sh(env, "helm", "uninstall", r["name"], "-n", r["namespace"], "--wait", "--timeout", "3m", check=False)
-    if sh(env, "kubectl", "get", "deploy,ds", "-A", "-l", "operator.istio.io/component", "-o", "name",
-          check=False).stdout.split():
-        sh(env, "istioctl", "uninstall", "--purge", "-y", check=False)
-    crds = [c for c in sh(env, "kubectl", "get", "crd", "-o", "name").stdout.split() if c.endswith(CRD_SUFFIXES)]
-    if crds:
-        sh(env, "kubectl", "delete", "--wait=false", "--ignore-not-found", *crds)
-    sh(env, "kubectl", "delete", "namespace", *ISTIO_NAMESPACES, ENROLL_NS, "--ignore-not-found", "--wait=false")
-    t0 = time.monotonic()
-    names: list[str] = []
-    while time.monotonic() < t0 + 240:
-        names = [n for n in sh(env, "kubectl", "get", "crd,namespace", "-o", "name").stdout.split()
-                 if n.endswith(CRD_SUFFIXES) or n.split("/")[-1] in (*ISTIO_NAMESPACES, ENROLL_NS)]
-        if not names:
-            return
-        if time.monotonic() > t0 + 30:
-            # kube-apiserver race: a CRD deleted just after it was (re)established can stay
-            # Terminating ("could not list instances: storage is (re)initializing") for many
-            # minutes. None has instances left here, so drop the cleanup finalizer.
-            for n in names:
-                if n.startswith("customresourcedefinition"):
-                    sh(env, "kubectl", "patch", n, "--type=merge", "-p", '{"metadata":{"finalizers":[]}}',
-                       check=False)
-        time.sleep(1)
-    raise AssertionError(f"the cluster did not get clean: {names}")
 
 
 @pytest.fixture
@@ -78,9 +40,9 @@ def env(admin_env, tmp_path):
 
 @pytest.fixture(autouse=True)
 def clean_slate(admin_env, control_plane):
-    clean_cluster(admin_env)
+    clean_cluster(admin_env, [ENROLL_NS])
     yield
-    clean_cluster(admin_env)
+    clean_cluster(admin_env, [ENROLL_NS])
 
 
 def cli(env, *args, timeout=900) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from istio_cleanup import clean_cluster  # same folder
 
 pytestmark = pytest.mark.cluster
 
@@ -197,23 +197,11 @@ def test_restricted_user_fails_rbac_and_installs_nothing(env, restricted_kubecon
     assert helm_releases(env) == before
 
 
-ISTIO_RELEASES = ["istio-ingress", "ztunnel", "istio-cni", "istiod", "istio-base", "ambient"]
-
-
-def _remove_istio(env) -> None:
-    """Uninstall Istio helm releases other tests in the session left, in reverse install order."""
-    present = {r["name"]: r["namespace"] for r in helm_releases(env)}
-    for name in ISTIO_RELEASES:
-        if name in present:
-            subprocess.run(["helm", "uninstall", name, "-n", present[name], "--wait", "--timeout", "2m"],
-                           env=env, capture_output=True, text=True, timeout=180, check=True)
-
-
 @pytest.fixture
 def clean_istio(env):
-    _remove_istio(env)
+    clean_cluster(env)
     yield
-    _remove_istio(env)  # later tests (uninstall) install their own
+    clean_cluster(env)  # later tests install their own
 
 
 def test_full_install_then_second_install_is_noop(env, tools, clean_istio):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from istio_cleanup import clean_cluster as clean_cluster_now  # same folder
 
 from ambient_tui import catalog
 from ambient_tui.checks.core import ALL
@@ -31,7 +32,6 @@ from screens.widgets import StepChecklist
 
 pytestmark = pytest.mark.cluster
 
-RELEASES = ["istio-ingress", "ztunnel", "istio-cni", "istiod", "istio-base"]  # uninstall order
 
 
 def run(env, *argv, timeout=300, check=True):
@@ -47,35 +47,11 @@ def gateway_api_file(tools) -> Path:
     return Path(tools.gateway_api) / f"{channel}-install.yaml"
 
 
-def remove_istio(env, gw_file: Path) -> None:
-    """Releases, the Gateway API objects the plan applies, Istio CRDs and istio-system."""
-    present = {r["name"]: r["namespace"] for r in helm_releases(env)}
-    for name in RELEASES:
-        if name in present:
-            run(env, "helm", "uninstall", name, "-n", present[name], "--wait", "--timeout", "3m", timeout=240)
-    run(env, "kubectl", "delete", "-f", str(gw_file), "--ignore-not-found", "--wait=true", timeout=240)
-    crds = run(env, "kubectl", "get", "crd", "-o", "name").stdout.split()
-    istio = [c for c in crds if c.endswith(".istio.io")]
-    if istio:
-        run(env, "kubectl", "delete", "--wait=true", *istio, timeout=240)
-    run(env, "kubectl", "delete", "namespace", "istio-system", "istio-ingress", "--ignore-not-found",
-        "--wait=true", "--timeout=180s", timeout=240)
-    # Deleting CRDs rebuilds the API server's custom-resource handlers; meanwhile lists of other
-    # custom resources answer 429 for a moment. Let that pass before preflight reads them.
-    deadline = time.monotonic() + 90
-    while run(env, "kubectl", "get", "securitygrouppolicies.vpcresources.k8s.aws", "-A",
-              check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise AssertionError("custom resources still not listable after the clean-up")
-        time.sleep(1)
-
-
 @pytest.fixture
 def clean_cluster(admin_env, tools):
-    gw = gateway_api_file(tools)
-    remove_istio(admin_env, gw)
-    yield gw
-    remove_istio(admin_env, gw)
+    clean_cluster_now(admin_env)
+    yield gateway_api_file(tools)
+    clean_cluster_now(admin_env)
 
 
 async def wait_for(predicate, timeout: float, what: str) -> None:

@@ -12,9 +12,9 @@ import io
 import json
 import re
 import subprocess
-import time
 
 import pytest
+from istio_cleanup import clean_cluster  # same folder
 
 from ambient_tui.commands import uninstall as cmd
 from ambient_tui.engine.journal import Journal, journal_path
@@ -24,31 +24,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
 
 MANAGED = {"app.kubernetes.io/managed-by": "ambient-tui"}
 MODE = "POD_SECURITY_GROUP_ENFORCING_MODE"
-ISTIO_NAMESPACES = ("istio-system", "istio-ingress")
-
-
-def clean_cluster(env, tools) -> None:
-    """No Istio release, istioctl install, Istio CRD or Istio namespace: what each test expects
-    to find and must leave. Deletions are started without waiting, then polled."""
-    for r in json.loads(sh(env, tools.helm, "list", "-A", "-a", "-o", "json").stdout or "[]"):
-        if r["namespace"] in ISTIO_NAMESPACES:
-            sh(env, tools.helm, "uninstall", r["name"], "-n", r["namespace"], "--wait", "--timeout", "3m",
-               check=False)
-    left = sh(env, tools.kubectl, "get", "deploy,ds", "-A", "-l", "operator.istio.io/component", "-o", "name",
-              check=False).stdout.split()
-    if left:
-        sh(env, tools.istioctl, "uninstall", "--purge", "-y", check=False)
-    crds = [c for c in sh(env, tools.kubectl, "get", "crd", "-o", "name").stdout.split() if c.endswith(".istio.io")]
-    if crds:
-        sh(env, tools.kubectl, "delete", "--wait=false", "--ignore-not-found", *crds)
-    sh(env, tools.kubectl, "delete", "namespace", *ISTIO_NAMESPACES, "--ignore-not-found", "--wait=false")
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        names = sh(env, tools.kubectl, "get", "crd,namespace", "-o", "name").stdout.split()
-        if not [n for n in names if n.endswith(".istio.io") or n.split("/")[-1] in ISTIO_NAMESPACES]:
-            return
-        time.sleep(1)
-    raise AssertionError(f"the cluster did not get clean: {names}")
 
 
 @pytest.fixture
@@ -62,9 +37,9 @@ def env(admin_env, monkeypatch, tmp_path):
 
 @pytest.fixture(autouse=True)
 def clean_slate(admin_env, tools):
-    clean_cluster(admin_env, tools)
+    clean_cluster(admin_env)
     yield
-    clean_cluster(admin_env, tools)
+    clean_cluster(admin_env)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from textual.widgets import Input, Static
 from ambient_tui.engine.journal import Journal, journal_path
 from ambient_tui.engine.plan import StepState
 from screens.uninstall import UninstallScreen
-from test_uninstall import clean_cluster, helm_install, releases  # same folder
+from istio_cleanup import clean_cluster  # same folder
+from test_uninstall import helm_install, releases
 
 # Generous: helm --wait and namespace deletion are slow on 2 shared cores.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
@@ -52,9 +53,9 @@ def env(admin_env, tools, monkeypatch, tmp_path):
     for k, v in admin_env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    clean_cluster(admin_env, tools)
+    clean_cluster(admin_env)
     yield {**admin_env, "XDG_STATE_HOME": str(tmp_path / "state")}
-    clean_cluster(admin_env, tools)
+    clean_cluster(admin_env)
 
 
 @pytest.fixture
