@@ -32,7 +32,7 @@ from ambient_tui.watch.pods import RECONNECTING
 from ambient_tui.watch.rows import format_age
 
 REFRESH = 0.25
-AGE_REFRESH = 1.0
+AGE_REFRESH = 5.0  # the UPDATED column; a few rows, but no need to repaint each second
 COLUMNS = ("name", "namespace", "revision", "status", "chart", "app_version", "updated")
 HEADERS = {"name": "NAME", "namespace": "NAMESPACE", "revision": "REV", "status": "STATUS",
            "chart": "CHART", "app_version": "APP", "updated": "UPDATED"}
