@@ -9,7 +9,7 @@ includes interpreter start, preflight (every check), the journal and the verify 
 installs istio-cni and ztunnel together. The Gateway API CRDs are applied once before the
 runs and kept, so neither side applies them (the guide's four helm commands are the baseline).
 Runs interleave, and alternate which side goes first. Writes the "Full install" section of
-bench/results_install.md.
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def main() -> int:
     return 0
 
 
-RESULTS_NAME = "bench/results_install.md"
+RESULTS_NAME = "bench/RESULTS.md"
 
 if __name__ == "__main__":
     sys.exit(main())

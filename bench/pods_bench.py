@@ -61,8 +61,6 @@ from _pty import PtyApp  # noqa: E402
 
 from ambient_tui.sandbox.control_plane import NODES, ControlPlane  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results_pods.md"
-NOTES_MARKER = "<!-- notes: kept by pods_bench.py -->"
 COLS, ROWS = 120, 40
 DOWN, UP, REVERSE = b"\x1b[B", b"\x1b[A", b"O"
 GOALS = {"p99": 150.0, "cpu": 50.0, "rss": 400.0, "idle": 1024.0}
@@ -459,8 +457,8 @@ def report(base: dict, big: dict, args, started: str, variant: str) -> str:
         "",
         f"Pane variant `{variant}`: {VARIANTS[variant]}.",
         "",
-        f"Measured {started} UTC on this machine ({os.cpu_count()} cores shared with other helpers' test "
-        f"runs, Linux {platform.machine()}, Python {platform.python_version()}), by "
+        f"Measured {started} UTC on this machine ({os.cpu_count()} cores, shared with the sandbox's "
+        f"API server, etcd and kwok, and with whatever else ran: see the load averages; Linux {platform.machine()}, Python {platform.python_version()}), by "
         "`unshare --net sh -c 'ip link set lo up && .venv/bin/python bench/pods_bench.py'` "
         f"(--pods {args.pods} --baseline {args.baseline} --rate {args.rate:g} --churn {args.churn:g} "
         f"--idle {args.idle:g} --keys {args.keys} --variants {','.join(args.variants)}).",
@@ -528,7 +526,7 @@ def main() -> int:
     ap.add_argument("--profile", metavar="DIR", help="write a cProfile of each app run here")
     ap.add_argument("--variants", default="current",
                     help="comma-separated pane variants: current (screens/pods.py as it is)")
-    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="kept for old command lines: nothing is written")
     ap.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
     ap.add_argument("--from-json", metavar="FILE", help="no run: write the report from a --json file")
     args = ap.parse_args()
@@ -567,14 +565,9 @@ def main() -> int:
 
 
 def write_report(base: dict, big: dict, args, started: str) -> int:
-    text = "\n".join(report(base[v], big[v], args, started, v) for v in args.variants)
-    print(text)
-    if not args.no_write:
-        # Hand-written notes below the marker survive a re-run; the tables above it are replaced.
-        old = RESULTS.read_text() if RESULTS.is_file() else ""
-        notes = old[old.index(NOTES_MARKER):] if NOTES_MARKER in old else ""
-        RESULTS.write_text(text + ("\n" + notes if notes else ""))
-        say(f"wrote {RESULTS}")
+    """Print the tables; they go into the "Pod pane at 20,000 pods" section of bench/RESULTS.md
+    by hand, beside the notes on what they mean."""
+    print("\n".join(report(base[v], big[v], args, started, v) for v in args.variants))
     return 0
 
 

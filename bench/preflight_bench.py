@@ -8,7 +8,7 @@ Run it in a network namespace with only lo up:
 Each "alone" run gets a fresh CheckContext, as a person running one check would: so it pays
 for its own cluster connection, which is the cost the shared context saves. Runs interleave
 (together, then the singles) so load from other work on the machine hits both sides alike.
-Writes the "Preflight" section of bench/results_install.md.
+Writes the "Preflight" section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ambient_tui.sandbox import build  # noqa: E402
 from ambient_tui.sandbox.aws_local import CLIENT_ENV_UNSET  # noqa: E402
 from ambient_tui.sandbox.control_plane import ControlPlane  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results_install.md"
+RESULTS = ROOT / "bench" / "RESULTS.md"
 GOAL = 0.4
 VERSION = "1.31.0"
 
@@ -48,7 +48,7 @@ def loadavg() -> str:
 
 
 def write_section(title: str, text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results: preflight and install\n\n"
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
     pat = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     new = pat.sub(lambda _: text, old) if pat.search(old) else old.rstrip("\n") + "\n\n" + text
     RESULTS.write_text(new)

@@ -111,26 +111,29 @@ def addon_config(addon: dict | None) -> dict:
 
 def update_vpc_cni_env(cluster: str, region: str | None, env: dict[str, str]) -> list[str]:
     """UpdateAddon vpc-cni with the env vars merged into its current configurationValues."""
-    client = _client("eks", region)
     addon = describe_vpc_cni_addon(cluster, region)
     if addon is None:
         raise AwsError(f"vpc-cni is not a managed add-on of {cluster}; patch the DaemonSet instead")
     cfg = addon_config(addon)
     cfg.setdefault("env", {}).update(env)
+    return [_put_vpc_cni_config(cluster, region, cfg), f"configurationValues: {json.dumps(cfg, sort_keys=True)}"]
+
+
+def _put_vpc_cni_config(cluster: str, region: str | None, cfg: dict) -> str:
+    """UpdateAddon with the whole configurationValues; PRESERVE keeps fields set outside EKS."""
     try:
-        r = client.update_addon(clusterName=cluster, addonName="vpc-cni",
-                                configurationValues=json.dumps(cfg), resolveConflicts="PRESERVE")
+        r = _client("eks", region).update_addon(clusterName=cluster, addonName="vpc-cni",
+                                                configurationValues=json.dumps(cfg),
+                                                resolveConflicts="PRESERVE")
     except Exception as e:  # noqa: BLE001
         raise _err(f"eks:UpdateAddon {cluster}/vpc-cni", e) from None
     upd = r.get("update", {})
-    return [f"UpdateAddon vpc-cni: update {upd.get('id', '?')} {upd.get('status', '')}".strip(),
-            f"configurationValues: {json.dumps(cfg, sort_keys=True)}"]
+    return f"UpdateAddon vpc-cni: update {upd.get('id', '?')} {upd.get('status', '')}".strip()
 
 
 def restore_vpc_cni_env_var(cluster: str, region: str | None, name: str, value: str | None) -> list[str]:
     """UpdateAddon vpc-cni with one env var put back to `value`, or removed when None (the
     add-on's own default then applies). The rest of configurationValues is kept."""
-    client = _client("eks", region)
     addon = describe_vpc_cni_addon(cluster, region)
     if addon is None:
         raise AwsError(f"vpc-cni is not a managed add-on of {cluster} any more; nothing to restore there")
@@ -144,12 +147,6 @@ def restore_vpc_cni_env_var(cluster: str, region: str | None, name: str, value: 
         cfg["env"] = env
     else:
         cfg.pop("env", None)
-    try:
-        r = client.update_addon(clusterName=cluster, addonName="vpc-cni",
-                                configurationValues=json.dumps(cfg), resolveConflicts="PRESERVE")
-    except Exception as e:  # noqa: BLE001
-        raise _err(f"eks:UpdateAddon {cluster}/vpc-cni", e) from None
-    upd = r.get("update", {})
-    return [f"UpdateAddon vpc-cni: update {upd.get('id', '?')} {upd.get('status', '')}".strip(),
+    return [_put_vpc_cni_config(cluster, region, cfg),
             f"{name} " + (f"restored to {value}" if value is not None else "removed (add-on default)"),
             f"configurationValues: {json.dumps(cfg, sort_keys=True)}"]

@@ -1,7 +1,7 @@
 """The install plan: the guide's steps, corrected by the facts and read from the catalogue.
 
-Helm method: base -> Gateway API CRDs (if absent) -> istiod -> istio-cni + ztunnel together
-(safe once istiod is Ready: neither depends on the other) -> optional gateway. Every helm step
+Helm method: base + Gateway API CRDs (if absent) together -> istiod -> istio-cni + ztunnel
+together (safe once istiod is Ready: neither depends on the other) -> optional gateway. Every helm step
 is `upgrade --install`, so running the plan on an installed cluster changes nothing.
 There is no `istioctl verify-install` step: it was removed in Istio 1.24.
 """
@@ -110,8 +110,11 @@ def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None) -
             release, chart, chart_dir, sets = by_name[name]
             return _helm_step(settings, cat, version, release, chart, chart_dir, sets, namespace, wait, group)
 
-        plan.phases.append(Phase("base", "Istio base (CRDs)", [step("istio-base")]))
-        plan.phases.append(Phase("crds", "Gateway API CRDs", crds))
+        # Istio's CRDs and the Gateway API's are independent: they are applied together.
+        for s in crds:
+            s.group = "crds"
+        plan.phases.append(Phase("crds", "CRDs: Istio base and Gateway API",
+                                 [step("istio-base", group="crds" if crds else None), *crds]))
         plan.phases.append(Phase("control-plane", "istiod (profile ambient)", [step("istiod")]))
         plan.phases.append(Phase("data-plane", "istio-cni and ztunnel", [
             step("istio-cni", group="node-agents"), step("ztunnel", group="node-agents")]))
