@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ambient_tui.checks.vpc_cni import (EnforcingModeChange, revert_command,
                                         revert_enforcing_mode_steps, unreverted_change)
+from ambient_tui.cluster import crd_cleanup
 from ambient_tui.engine.plan import ApiCall, Phase, Plan, Step
 
 ISTIO_NAMESPACE = "istio-system"
@@ -526,21 +527,14 @@ def wait_crds_gone(names: list[str], kubeconfig: str | None = None, context: str
     """Poll until the CRDs are gone. (`kubectl delete crd` with its own wait can hang after the
     CRDs are already gone, so the delete step runs with --wait=false and this step waits.)"""
     def func() -> list[str]:
-        import time
-
         from kubernetes import client
 
         ext = client.ApiextensionsV1Api(api_client(kubeconfig, context))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = {c.metadata.name for c in ext.list_custom_resource_definition().items} & set(names)
-            if not left:
-                return [f"{len(names)} CRDs gone"]
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"still present after {timeout:g}s: {', '.join(sorted(left))}")
-            time.sleep(1)
+        seen = crd_cleanup.wait_crds_gone(ext, names, timeout)
+        return [f"{len(names)} CRDs gone", *seen.summary()]
 
-    return ApiCall(f"GET apiextensions.k8s.io/v1 CustomResourceDefinition until gone: {', '.join(names)}", func)
+    return ApiCall(f"GET apiextensions.k8s.io/v1 CustomResourceDefinition until gone: {', '.join(names)}"
+                   f" (a stalled clean-up gets its {crd_cleanup.RETRY_ANNOTATION} annotation bumped)", func)
 
 
 def wait_objects_gone(objs: list[Obj], crds: list[str], kubeconfig: str | None = None,
@@ -575,17 +569,14 @@ def wait_objects_gone(objs: list[Obj], crds: list[str], kubeconfig: str | None =
                 raise
             return True
 
-        ext = client.ApiextensionsV1Api(api)
         deadline = time.monotonic() + timeout
-        while True:
-            left = [o.ref for o in objs if exists(o)]
-            crd_left = {c.metadata.name for c in ext.list_custom_resource_definition().items} & set(crds)
-            left += [f"CustomResourceDefinition {n}" for n in sorted(crd_left)]
-            if not left:
-                return [f"{len(objs)} objects and {len(crds)} CRDs gone"]
+        while left := [o.ref for o in objs if exists(o)]:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"still present after {timeout:g}s: {', '.join(left[:10])}")
             time.sleep(1)
+        ext = client.ApiextensionsV1Api(api)
+        seen = crd_cleanup.wait_crds_gone(ext, crds, max(deadline - time.monotonic(), 0.0))
+        return [f"{len(objs)} objects and {len(crds)} CRDs gone", *seen.summary()]
 
     return ApiCall(f"GET {len(objs)} istioctl-installed objects and {len(crds)} CRDs until gone", func)
 
