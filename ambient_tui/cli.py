@@ -187,5 +187,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The console script: main(), then an exit without garbage collection. Tearing down the
+    interpreter with the Kubernetes client loaded (~230,000 objects) spent about 0.5 s in
+    collector passes that free nothing anyone waits for; atexit handlers still run."""
+    code = main()
+    import gc
+
+    gc.disable()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
