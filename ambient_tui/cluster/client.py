@@ -14,6 +14,10 @@ import yaml
 
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 15
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+# Server-side metadata-only answers (PartialObjectMetadata and its List).
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+METADATA_ONLY_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 class ClusterAccessError(RuntimeError):
@@ -117,16 +121,46 @@ class KubeClient:
         except Exception as e:  # noqa: BLE001 - every failure becomes an actionable message
             raise api_error(e, what, self.server) from None
 
-    # reads -----------------------------------------------------------------------------------
-    def server_version(self) -> str:
-        from kubernetes import client
-        info = self.call("reading the server version", client.VersionApi(self.api_client).get_code)
-        return info.git_version
+    # reads: JSON, not the typed models (see cluster/raw.py for why) --------------------------
+    def request_json(self, method: str, path: str, what: str, query: list | None = None,
+                     body: dict | None = None, accept: str = "application/json"):
+        """One API request; the answer as raw.Obj. Errors as ClusterAccessError, like call()."""
+        import json
 
-    def _get_or_none(self, what: str, fn, *args):
+        from ambient_tui.cluster.raw import wrap
+
+        def go(_request_timeout):
+            from kubernetes.client.exceptions import ApiException
+
+            headers = {"Accept": accept}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            req = self.api_client.param_serialize(method, path, query_params=query or [], header_params=headers,
+                                                  body=body, auth_settings=["BearerToken"])
+            resp = self.api_client.call_api(*req, _request_timeout=_request_timeout)
+            data = resp.read()
+            if not 200 <= resp.status <= 299:
+                raise ApiException.from_response(http_resp=resp, body=data.decode("utf-8", "replace"), data=None)
+            return wrap(json.loads(data))
+
+        return self.call(what, go)
+
+    def get_json(self, path: str, what: str, **kw):
+        return self.request_json("GET", path, what, **kw)
+
+    def list_json(self, path: str, what: str, **kw) -> list:
+        """A list's items, each a raw.Obj."""
+        from ambient_tui.cluster.raw import wrap
+
+        return wrap(self.get_json(path, what, **kw)["items"] or [])
+
+    def server_version(self) -> str:
+        return self.get_json("/version", "reading the server version").git_version
+
+    def _get_or_none(self, what: str, path: str, **kw):
         """A read that answers None for 404: absence is a finding, not an error."""
         try:
-            return self.call(what, fn, *args)
+            return self.get_json(path, what, **kw)
         except ClusterAccessError as e:
             if e.kind == "not-found":
                 return None
@@ -134,48 +168,50 @@ class KubeClient:
 
     def get_daemonset(self, ns: str, name: str):
         """The DaemonSet, or None when absent."""
-        return self._get_or_none(f"reading daemonset {ns}/{name}", self.apps.read_namespaced_daemon_set, name, ns)
+        return self._get_or_none(f"reading daemonset {ns}/{name}", f"/apis/apps/v1/namespaces/{ns}/daemonsets/{name}")
 
     def get_namespace(self, name: str):
-        return self._get_or_none(f"reading namespace {name}", self.core.read_namespace, name)
+        return self._get_or_none(f"reading namespace {name}", f"/api/v1/namespaces/{name}")
 
     def get_crd(self, name: str):
-        return self._get_or_none(f"reading CRD {name}", self.ext.read_custom_resource_definition, name)
+        """The CRD's metadata only (its schema can be hundreds of KiB), or None when absent."""
+        return self._get_or_none(f"reading CRD {name}", f"{CRDS}/{name}", accept=METADATA_ONLY)
 
     def list_crds(self) -> list:
-        return self.call("listing CRDs", self.ext.list_custom_resource_definition).items
+        """Every CRD's metadata only."""
+        return self.list_json(CRDS, "listing CRDs", accept=METADATA_ONLY_LIST)
 
     def list_security_group_policies(self) -> list[dict]:
         """Every SecurityGroupPolicy; [] when the CRD is not installed."""
         try:
-            out = self.call("listing SecurityGroupPolicies", self.custom.list_cluster_custom_object,
-                            "vpcresources.k8s.aws", "v1beta1", "securitygrouppolicies")
+            return self.list_json("/apis/vpcresources.k8s.aws/v1beta1/securitygrouppolicies",
+                                  "listing SecurityGroupPolicies")
         except ClusterAccessError as e:
             if e.kind == "not-found":
                 return []
             raise
-        return out.get("items", [])
 
     def list_namespaces(self) -> list:
-        return self.call("listing namespaces", self.core.list_namespace).items
+        return self.list_json("/api/v1/namespaces", "listing namespaces")
 
     def list_nodes(self) -> list:
-        return self.call("listing nodes", self.core.list_node).items
+        return self.list_json("/api/v1/nodes", "listing nodes")
 
     def list_pods(self, namespace: str | None = None, label_selector: str = "") -> list:
+        query = [("labelSelector", label_selector)] if label_selector else []
         if namespace:
-            return self.call(f"listing pods in {namespace}", self.core.list_namespaced_pod, namespace,
-                             label_selector=label_selector).items
-        return self.call("listing pods", self.core.list_pod_for_all_namespaces,
-                         label_selector=label_selector).items
+            return self.list_json(f"/api/v1/namespaces/{namespace}/pods", f"listing pods in {namespace}",
+                                  query=query)
+        return self.list_json("/api/v1/pods", "listing pods", query=query)
 
     def can_i(self, verb: str, resource: str, group: str = "", namespace: str | None = None) -> tuple[bool, str]:
-        from kubernetes import client
-        body = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
-            resource_attributes=client.V1ResourceAttributes(
-                verb=verb, resource=resource, group=group, namespace=namespace)))
-        api = client.AuthorizationV1Api(self.api_client)
-        r = self.call("SelfSubjectAccessReview", api.create_self_subject_access_review, body)
+        attrs = {"verb": verb, "resource": resource, "group": group}
+        if namespace:
+            attrs["namespace"] = namespace
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": attrs}}
+        r = self.request_json("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                              "SelfSubjectAccessReview", body=review)
         return bool(r.status.allowed), (r.status.reason or "")
 
     # writes ----------------------------------------------------------------------------------
