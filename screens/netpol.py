@@ -31,6 +31,7 @@ from ambient_tui.netpol.cluster import ClusterError, NamespaceInfo, normalise
 from ambient_tui.netpol.fixes import Fix, FixError, apply_fix
 from ambient_tui.netpol.lint import ERROR, RULES, Finding, lint
 from ambient_tui.netpol.parse import ParseError, from_object, parse_text
+from screens.widgets import CursorOptionList
 
 LINT_DELAY = 0.3  # seconds of quiet typing before the lint runs
 DRY_RUN_DELAY = 1.5  # the server round trip waits longer than the local lint
@@ -223,6 +224,7 @@ class NetpolScreen(Screen):
     NetpolScreen #policies { height: 1fr; }
     NetpolScreen #status { height: 1; background: $boost; padding: 0 1; }
     NetpolScreen #editor { height: 1fr; }
+    NetpolScreen #editor .text-area--gutter { color: $foreground 60%; }  /* 40%: 2.8:1 in 256 colours */
     NetpolScreen #findings { height: 9; border-top: solid $primary-darken-2; }
     NetpolScreen #detail { height: auto; max-height: 6; padding: 0 1; color: $text-muted; }
     """
@@ -272,10 +274,13 @@ class NetpolScreen(Screen):
                 yield tree
             with Vertical(id="main"):
                 yield Static(id="status")
-                editor = TextArea.code_editor("", language="yaml", id="editor")
+                # the app theme's colours, not code_editor's monokai: its comments (the
+                # examples' explanations) are 2.2:1 on the cursor line and vanish there in
+                # 16 colours (as in every built-in TextArea theme but "css")
+                editor = TextArea.code_editor("", language="yaml", id="editor", theme="css")
                 editor.cursor_blink = self._cursor_blink
                 yield editor
-                yield OptionList(id="findings", markup=False)
+                yield CursorOptionList(id="findings", markup=False)
                 yield Static(id="detail")
         yield Footer()
 

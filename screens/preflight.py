@@ -19,6 +19,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from ambient_tui.checks.model import FAIL, PASS, SKIP, WARN, Check
+from screens.widgets import CursorOptionList
 
 RUNNING = "running"
 # glyph, label style; named ANSI colours, and each status has its own glyph.
@@ -101,7 +102,7 @@ class PreflightPane(Widget):
 
     def compose(self) -> ComposeResult:
         yield Static(self._summary(), id="preflight-summary")
-        yield OptionList(id="preflight-list")
+        yield CursorOptionList(id="preflight-list")  # red on the cursor is unreadable
 
     # -- fed by the main screen --
     def start(self, checks: Iterable[tuple[str, str]]) -> None:

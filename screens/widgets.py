@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterable
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.strip import Strip
 from textual.widgets import Log, OptionList
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
@@ -39,7 +42,25 @@ def step_prompt(step: Step, progress: str = "") -> Text:
     return text
 
 
-class StepChecklist(OptionList):
+class CursorOptionList(OptionList):
+    """An OptionList whose highlighted option is drawn in the cursor's colours only.
+
+    A prompt's own colours would otherwise sit on the cursor background: bold red on the blue
+    cursor is 1.1:1 in truecolor and 1.0:1 in 256 colours (tests/ui/test_colour_legibility.py).
+    Nothing is lost: every state also has its own glyph and word."""
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        if self.highlighted is None or not any(
+                seg.style is not None and seg.style.meta.get("option") == self.highlighted for seg in strip):
+            return strip
+        # the cursor's colours over the spans' own (as PodGrid does); dim would fade them
+        cursor = self.get_visual_style("option-list--option", "option-list--option-highlighted")
+        post = cursor.rich_style + Style(dim=False)
+        return Strip(Segment.apply_style(strip, post_style=post), strip.cell_length)
+
+
+class StepChecklist(CursorOptionList):
     """Phases (disabled headers) and their steps; the option id of a step is its step id."""
 
     def __init__(self, plan: Plan, **kwargs) -> None:
