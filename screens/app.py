@@ -102,7 +102,11 @@ class AmbientApp(App):
 def run_app(plan: Plan, *, mouse: bool = True, **kwargs: Any) -> Any:
     """Start the TUI on `plan` (used by cli.py); returns the app's return value.
     mouse=False leaves the terminal's own selection (copy/paste over SSH) alone."""
-    return AmbientApp(plan, **kwargs).run(mouse=mouse)
+    from screens.gc_pauses import freeze_long_lived
+
+    app = AmbientApp(plan, **kwargs)
+    freeze_long_lived()  # everything imported so far lives as long as the app
+    return app.run(mouse=mouse)
 
 
 class PodsApp(App):
@@ -129,6 +133,9 @@ class PodsApp(App):
 
 
 def run_pods_app(provider: Any, *, title: str = "ambient-tui pods", mouse: bool = True) -> Any:
+    from screens.gc_pauses import freeze_long_lived
+
     app = PodsApp(provider)
     app.title = title
+    freeze_long_lived()  # everything imported so far lives as long as the app
     return app.run(mouse=mouse)

@@ -30,6 +30,7 @@ from textual.widgets import Footer, Input, Static
 from ambient_tui.watch.pod_detail import DetailSource, KubeDetailSource
 from ambient_tui.watch.pods import RECONNECTING, Snapshot
 from ambient_tui.watch.rows import COLUMNS, PodRow, format_age, row_matches
+from screens.gc_pauses import BIG_LIST, freeze_long_lived
 from screens.pod_detail import PodDetailScreen
 from screens.pod_grid import AGE, PodGrid
 
@@ -212,6 +213,8 @@ class PodsPane(Widget):
                 grew |= self._put_cells(key, row, now)
             self._resort()
             grew = True  # full repaint
+            if len(want) >= BIG_LIST:
+                freeze_long_lived()  # a full list's rows are long-lived: keep them out of GC scans
         else:
             for key in [k for k in self._shown if k not in want]:
                 del self._order[bisect_left(self._order, self._sortkey.pop(key))]

@@ -443,3 +443,27 @@ async def test_only_changed_visible_lines_are_repainted():
         await pilot.pause(0.2)
         young = {1 + i for i, k in enumerate(on_screen) if NOW - rows[k].created < 60}
         assert len(young) == 5 and set(drawn) == young
+
+
+@pytest.mark.asyncio
+async def test_a_big_full_list_is_frozen_out_of_gc_scans_a_small_one_is_not():
+    """screens/gc_pauses.py: the rows of a full list of BIG_LIST pods or more are moved out of
+    the collector's full scans (they are long-lived); a small list is left alone."""
+    import gc
+
+    from screens.gc_pauses import BIG_LIST
+
+    small = Provider(PODS)
+    gc.unfreeze()
+    async with PaneApp(small).run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        assert len(pilot.app.query_one(PodsPane).table_rows()) == len(PODS)
+        assert gc.get_freeze_count() == 0
+
+    big = Provider([pod(f"p-{i}", created=i) for i in range(BIG_LIST)])
+    async with PaneApp(big).run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        assert len(pilot.app.query_one(PodsPane).table_rows()) == BIG_LIST
+        frozen = gc.get_freeze_count()
+    gc.unfreeze()  # give the rest of the test session its collector back
+    assert frozen > BIG_LIST  # at least the rows, each an object tracked by the collector
