@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 EKS_ARN = re.compile(r"^arn:aws[a-z-]*:eks:([a-z0-9-]+):(\d+):cluster/(.+)$")
@@ -59,11 +60,27 @@ def aws_configured() -> bool:
     return os.path.exists(os.path.join(home, "credentials")) or os.path.exists(os.path.join(home, "config"))
 
 
+_clients: dict[tuple, object] = {}
+_clients_lock = threading.Lock()
+
+
 def _client(service: str, region: str | None):
+    """One client per service and region, from one session, for as long as the AWS_*
+    environment is the same. A new session per call re-read botocore's endpoint and service
+    models each time (~0.1 s CPU); clients are thread-safe, sessions are not, hence the lock."""
     import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client(service, region_name=region, config=Config(**TIMEOUTS))
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    with _clients_lock:
+        session = _clients.get(("session", env))
+        if session is None:
+            session = _clients[("session", env)] = boto3.session.Session()
+        client = _clients.get((service, region, env))
+        if client is None:
+            client = _clients[(service, region, env)] = session.client(
+                service, region_name=region, config=Config(**TIMEOUTS))
+        return client
 
 
 def _err(what: str, e: Exception) -> AwsError:

@@ -54,7 +54,7 @@ def _eks_platform_note(ctx: CheckContext) -> str:
     from ambient_tui.aws import eks
 
     try:
-        _, ref, cl = _eks_cluster(ctx)
+        ref, cl = _eks_cluster(ctx)
     except Skip:
         return ""
     except eks.AwsError as e:
@@ -111,43 +111,45 @@ def istioctl_tool(ctx: CheckContext) -> Check:
 
 
 def _aws_target(ctx: CheckContext):
+    """(context name, its server URL, ClusterRef) from the kubeconfig alone: the AWS calls need
+    no Kubernetes client, so they run while the other checks are still connecting."""
     from ambient_tui.aws import eks
     from ambient_tui.cluster.client import kubeconfig_path, read_kubeconfig
 
     if not eks.aws_configured():
         raise Skip("no AWS configuration (credentials/profile); EKS checks skipped")
-    c = ctx.cluster()
-    ref = eks.cluster_from_context(c.context, read_kubeconfig(kubeconfig_path(ctx.kubeconfig)))
+    name, server = ctx.kube_context()
+    ref = eks.cluster_from_context(name, read_kubeconfig(kubeconfig_path(ctx.kubeconfig)))
     if ref is None:
-        raise Skip(f"context {c.context} names no EKS cluster (not an EKS ARN, no --cluster-name)")
-    return c, ref
+        raise Skip(f"context {name} names no EKS cluster (not an EKS ARN, no --cluster-name)")
+    return name, server, ref
 
 
 def _eks_cluster(ctx: CheckContext):
-    """(kube client, ClusterRef, DescribeCluster) once per preflight; Skip without AWS/EKS."""
+    """(ClusterRef, DescribeCluster) once per preflight; Skip without AWS/EKS."""
     from ambient_tui.aws import eks
 
-    c, ref = _aws_target(ctx)
-    return (c, ref, ctx.memo("eks-describe-cluster", lambda: eks.describe_cluster(ref.name, ref.region)))
+    _, _, ref = _aws_target(ctx)
+    return ref, ctx.memo("eks-describe-cluster", lambda: eks.describe_cluster(ref.name, ref.region))
 
 
 def aws_eks(ctx: CheckContext) -> Check:
     from ambient_tui.aws import eks
 
     t = "AWS identity and EKS cluster"
-    c, ref = _aws_target(ctx)
+    _, server, ref = _aws_target(ctx)
     try:
         ident = eks.identity(ref.region)
-        _, _, cl = _eks_cluster(ctx)
+        _, cl = _eks_cluster(ctx)
     except eks.AwsError as e:
         return Check("aws-eks", t, FAIL, str(e), "check AWS credentials (aws sts get-caller-identity) "
                      "and the cluster name/region")
     endpoint = (cl.get("endpoint") or "").rstrip("/")
     detail = (f"identity {ident.get('Arn')}; EKS {ref.name} ({ref.region}) Kubernetes {cl.get('version')} "
               f"platform {cl.get('platformVersion')}, status {cl.get('status')}")
-    if endpoint.lower() != (c.server or "").rstrip("/").lower():
+    if endpoint.lower() != (server or "").rstrip("/").lower():
         return Check("aws-eks", t, FAIL, detail + f"; EKS endpoint {endpoint} differs from the kube "
-                     f"context server {c.server}", f"aws eks update-kubeconfig --name {ref.name} --region {ref.region}")
+                     f"context server {server}", f"aws eks update-kubeconfig --name {ref.name} --region {ref.region}")
     return Check("aws-eks", t, PASS, detail + "; endpoint matches the kube context",
                  data={"cluster": ref.name, "region": ref.region,
                        "platform_version": cl.get("platformVersion")})
@@ -160,7 +162,7 @@ def vpc_cni_check(ctx: CheckContext) -> Check:
     cluster = region = None
     aws = False
     try:
-        _, ref = _aws_target(ctx)
+        _, _, ref = _aws_target(ctx)
         cluster, region, aws = ref.name, ref.region, True
     except Skip:
         pass

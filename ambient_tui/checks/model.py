@@ -91,6 +91,18 @@ class CheckContext:
         except Exception as e:  # noqa: BLE001
             raise Skip(f"cluster not reachable ({getattr(e, 'kind', type(e).__name__)}); see cluster-access") from None
 
+    def kube_context(self) -> tuple[str, str]:
+        """(context name, server URL) from the kubeconfig alone, without connecting; a check
+        that needs it is skipped when the kubeconfig or context is unusable (see cluster-access)."""
+        from ambient_tui.cluster.client import (ClusterAccessError, kubeconfig_path, read_kubeconfig,
+                                                resolve_context)
+
+        path = kubeconfig_path(self.kubeconfig)
+        try:
+            return resolve_context(read_kubeconfig(path), self.context, path)
+        except ClusterAccessError as e:
+            raise Skip(f"no usable kube context ({e.kind}); see cluster-access") from None
+
     @property
     def server_version(self) -> str | None:
         return self._server_version

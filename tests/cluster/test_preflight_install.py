@@ -125,6 +125,10 @@ def test_access_failures_have_distinct_messages(env, kubeconfig, tmp_path):
     c = checks(p)
     assert p.returncode == 1 and "unreachable" in c["cluster-access"]["detail"]
     assert c["rbac"]["status"] == "skip"
+    # AWS needs no API server: it says why this one is unreachable (a stale kubeconfig)
+    assert c["aws-eks"]["status"] == "fail"
+    assert "differs from the kube context server https://127.0.0.1:1" in c["aws-eks"]["detail"]
+    assert "aws eks update-kubeconfig --name ambient-sandbox" in c["aws-eks"]["fix"]
     # and the install never starts
     p = cli(env, "install", "--yes", "--kubeconfig", str(down))
     assert p.returncode == 1 and "nothing was installed" in p.stderr
