@@ -32,7 +32,8 @@ from screens.help import HelpScreen
 from screens.panes import Panes
 from screens.preflight import FIX_PHASE_ID, PreflightPane
 from screens.progress import PlanProgress, format_elapsed, plan_counts, readiness_text
-from screens.widgets import MAX_OUTPUT_LINES, OutputBuffers, OutputPane, StepChecklist
+from screens.widgets import (MAX_OUTPUT_LINES, BufferedOutput, OutputBuffers, OutputPane, StepChecklist,
+                             step_end_note)
 
 FLUSH_INTERVAL = 1 / 20
 
@@ -65,7 +66,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("ambient.quit", "quit", "Quit"),
 ]
 
-class MainScreen(Screen):
+class MainScreen(BufferedOutput, Screen):
     BINDINGS = [
         Binding("r", "run_plan", "Run", id="ambient.run"),
         # priority: the checklist (an OptionList) would otherwise take enter for itself;
@@ -151,9 +152,7 @@ class MainScreen(Screen):
         """Called by the runner on the event-loop thread: only buffer, never draw."""
         step_id = event.step_id
         if event.kind is EventKind.OUTPUT:
-            self.buffers.append(step_id, event.line)
-            if step_id == self._shown_step:
-                self._pending.append(event.line)
+            self._buffer(step_id, event.line)
             return
         if event.kind is EventKind.STARTED:
             self._started_at[step_id] = self._now()
@@ -164,14 +163,7 @@ class MainScreen(Screen):
                 self._pending.clear()
                 self._reset_pane = True
         elif event.kind in (EventKind.FINISHED, EventKind.FAILED):
-            note = f"── {event.state or event.kind.value}"
-            if event.exit_code is not None:
-                note += f" (exit {event.exit_code})"
-            if event.message:
-                note += f": {event.message}"
-            self.buffers.append(step_id, note)
-            if step_id == self._shown_step:
-                self._pending.append(note)
+            self._buffer(step_id, step_end_note(event))
             if event.kind is EventKind.FAILED:
                 self._notices.append((step_id, event.message or "failed"))
             elif step_id.startswith("enroll-"):

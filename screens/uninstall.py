@@ -25,7 +25,8 @@ from textual.worker import Worker, WorkerState
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.plan import Plan, StepState
 from ambient_tui.plans.uninstall import Discovery, Options, deletion_list, kept_list
-from screens.widgets import MAX_OUTPUT_LINES, OutputBuffers, OutputPane, StepChecklist
+from screens.widgets import (MAX_OUTPUT_LINES, BufferedOutput, OutputBuffers, OutputPane, StepChecklist,
+                             step_end_note)
 
 FLUSH_INTERVAL = 1 / 20
 
@@ -44,7 +45,7 @@ _ACTIONS = {
 }
 
 
-class UninstallScreen(Screen):
+class UninstallScreen(BufferedOutput, Screen):
     DEFAULT_CSS = """
     UninstallScreen #u-status { height: auto; max-height: 3; padding: 0 1; background: $panel; }
     UninstallScreen #u-options { height: 1; padding: 0 1; }
@@ -417,26 +418,16 @@ class UninstallScreen(Screen):
         """Called on the event loop by the runner: only buffer, never draw."""
         step_id = event.step_id
         if event.kind is EventKind.OUTPUT:
-            self.buffers.append(step_id, event.line)
-            if step_id == self._shown_step:
-                self._pending.append(event.line)
+            self._buffer(step_id, event.line)
             return
         if event.kind is EventKind.STARTED:
             self.buffers.clear(step_id)
             self._shown_step = step_id  # follow the running step
             self._pending.clear()
             self._reset_pane = True
-            self.buffers.append(step_id, f"$ {event.line}")
-            self._pending.append(f"$ {event.line}")
+            self._buffer(step_id, f"$ {event.line}")
         elif event.kind in (EventKind.FINISHED, EventKind.FAILED):
-            note = f"── {event.state or event.kind.value}"
-            if event.exit_code is not None:
-                note += f" (exit {event.exit_code})"
-            if event.message:
-                note += f": {event.message}"
-            self.buffers.append(step_id, note)
-            if step_id == self._shown_step:
-                self._pending.append(note)
+            self._buffer(step_id, step_end_note(event))
         self._dirty.add(step_id)
 
     def _flush(self) -> None:

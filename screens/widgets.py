@@ -12,6 +12,7 @@ from textual.strip import Strip
 from textual.widgets import Log, OptionList
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
+from ambient_tui.engine.events import Event
 from ambient_tui.engine.plan import Plan, Step, StepState
 
 # glyph, style per state; colour is never the only signal (each state has its own glyph).
@@ -138,3 +139,27 @@ class OutputBuffers:
 
     def lines(self, step_id: str) -> list[str]:
         return list(self._tails.get(step_id, ()))
+
+
+def step_end_note(event: Event) -> str:
+    """The line that closes a step's output, e.g. "── failed (exit 2): timed out"."""
+    note = f"── {event.state or event.kind.value}"
+    if event.exit_code is not None:
+        note += f" (exit {event.exit_code})"
+    if event.message:
+        note += f": {event.message}"
+    return note
+
+
+class BufferedOutput:
+    """For screens that show runner output: every line goes to its step's bounded buffer, and
+    is queued for the output pane when its step is the one shown; a timer draws the queue."""
+
+    buffers: OutputBuffers
+    _shown_step: str | None
+    _pending: deque[str]
+
+    def _buffer(self, step_id: str, line: str) -> None:
+        self.buffers.append(step_id, line)
+        if step_id == self._shown_step:
+            self._pending.append(line)
