@@ -8,12 +8,14 @@ unreachable, unauthorized, forbidden, error) and a message a person can act on.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import yaml
 
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 15
+TOO_MANY_REQUESTS_RETRIES = 4  # as client-go, answer 429 by waiting Retry-After (a few times)
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 # Server-side metadata-only answers (PartialObjectMetadata and its List).
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
@@ -84,6 +86,15 @@ def api_error(e: Exception, what: str, server: str = "") -> ClusterAccessError:
                               "check the network/VPN and the endpoint's public/private access")
 
 
+def _retry_after(headers) -> float:
+    """The 429 answer's Retry-After in seconds, kept between 0.2 and 2 s (1 s when absent)."""
+    try:
+        value = float((headers or {}).get("Retry-After") or 1)
+    except (TypeError, ValueError):
+        value = 1.0
+    return min(max(value, 0.2), 2.0)
+
+
 class KubeClient:
     """Blocking calls; run them in a thread. Every call carries a (connect, read) timeout."""
 
@@ -135,10 +146,17 @@ class KubeClient:
             headers = {"Accept": accept}
             if body is not None:
                 headers["Content-Type"] = "application/json"
-            req = self.api_client.param_serialize(method, path, query_params=query or [], header_params=headers,
-                                                  body=body, auth_settings=["BearerToken"])
-            resp = self.api_client.call_api(*req, _request_timeout=_request_timeout)
-            data = resp.read()
+            for attempt in range(TOO_MANY_REQUESTS_RETRIES + 1):
+                req = self.api_client.param_serialize(method, path, query_params=query or [],
+                                                      header_params=dict(headers), body=body,
+                                                      auth_settings=["BearerToken"])
+                resp = self.api_client.call_api(*req, _request_timeout=_request_timeout)
+                data = resp.read()
+                if resp.status != 429 or attempt == TOO_MANY_REQUESTS_RETRIES:
+                    break
+                # 429: the API server asks to come back (priority and fairness, or a resource
+                # whose storage is still initializing, as just after its CRD was created).
+                time.sleep(_retry_after(resp.headers))
             if not 200 <= resp.status <= 299:
                 raise ApiException.from_response(http_resp=resp, body=data.decode("utf-8", "replace"), data=None)
             return wrap(json.loads(data))

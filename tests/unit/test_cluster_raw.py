@@ -35,3 +35,54 @@ def test_maps_keep_their_keys_and_it_is_still_a_dict():
 def test_dict_methods_win_over_fields_of_the_same_name():
     lst = Obj({"items": [1, 2]})
     assert callable(lst.items) and lst["items"] == [1, 2]
+
+
+class FakeApiClient:
+    """A fake of the kubernetes ApiClient's two request calls (named a fake: a 429 from the real
+    API server comes only in a short window after a CRD is created, not on demand). It answers
+    the scripted (status, headers, body) in turn and records each request."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.requests = []
+
+    def param_serialize(self, method, path, **kw):
+        return (method, path, kw["header_params"], kw.get("body"), [])
+
+    def call_api(self, method, url, headers, body, post, _request_timeout=None):
+        from types import SimpleNamespace
+
+        self.requests.append((method, url))
+        status, hdrs, data = self.answers.pop(0)
+        return SimpleNamespace(status=status, reason="x", headers=hdrs, data=data,
+                               read=lambda: data, getheaders=lambda: hdrs)
+
+
+def kube(answers, monkeypatch):
+    from ambient_tui.cluster import client as client_mod
+
+    slept = []
+    monkeypatch.setattr(client_mod.time, "sleep", slept.append)
+    return client_mod.KubeClient(FakeApiClient(answers), "ctx", "https://k"), slept
+
+
+def test_429_is_retried_after_retry_after_then_answers(monkeypatch):
+    busy = (429, {"Retry-After": "1"}, b'{"message": "storage is (re)initializing"}')
+    k, slept = kube([busy, (429, {}, b"{}"), (200, {}, b'{"items": [{"metadata": {"name": "a"}}]}')],
+                    monkeypatch)
+    items = k.list_json("/apis/vpcresources.k8s.aws/v1beta1/securitygrouppolicies", "listing SGPs")
+    assert [i.metadata.name for i in items] == ["a"]
+    assert slept == [1.0, 1.0] and len(k.api_client.requests) == 3
+
+
+def test_429_that_persists_becomes_a_clear_error(monkeypatch):
+    import pytest
+
+    from ambient_tui.cluster.client import TOO_MANY_REQUESTS_RETRIES, ClusterAccessError
+
+    busy = (429, {"Retry-After": "30"}, b"{}")
+    k, slept = kube([busy] * (TOO_MANY_REQUESTS_RETRIES + 1), monkeypatch)
+    with pytest.raises(ClusterAccessError) as e:
+        k.get_json("/api/v1/nodes", "listing nodes")
+    assert "listing nodes: HTTP 429" in e.value.message
+    assert slept == [2.0] * TOO_MANY_REQUESTS_RETRIES  # Retry-After is capped at 2 s
