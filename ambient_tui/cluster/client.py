@@ -104,26 +104,11 @@ class KubeClient:
         self.server = server
         self.timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
 
-    # typed API groups ----------------------------------------------------------------------
-    @property
-    def core(self):
-        from kubernetes import client
-        return client.CoreV1Api(self.api_client)
-
+    # the typed API group the DaemonSet patches use ---------------------------------------------
     @property
     def apps(self):
         from kubernetes import client
         return client.AppsV1Api(self.api_client)
-
-    @property
-    def custom(self):
-        from kubernetes import client
-        return client.CustomObjectsApi(self.api_client)
-
-    @property
-    def ext(self):
-        from kubernetes import client
-        return client.ApiextensionsV1Api(self.api_client)
 
     def call(self, what: str, fn, *args, **kw):
         kw.setdefault("_request_timeout", self.timeout)

@@ -302,7 +302,7 @@ def collect_status(kube, env=None, kubeconfig=None) -> dict:
     for kind, name in (("deployment", "istiod"), ("daemonset", "istio-cni-node"), ("daemonset", "ztunnel")):
         try:
             if kind == "deployment":
-                d = kube.call(f"reading {name}", kube.apps.read_namespaced_deployment, name, "istio-system")
+                d = kube.get_json(f"/apis/apps/v1/namespaces/istio-system/deployments/{name}", f"reading {name}")
                 want, ready = d.spec.replicas or 0, d.status.ready_replicas or 0
             else:
                 d = kube.get_daemonset("istio-system", name)
