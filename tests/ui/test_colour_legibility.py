@@ -322,6 +322,11 @@ class Audit:
         for theme in (base_theme, *ANSI_THEMES):
             app.theme = theme
             await self.pilot.pause()
+            # the panes redraw on timers: on a loaded machine the state can take a moment
+            try:
+                await wait_for(lambda: all(t in _plain(_screen_lines(app)) for t in must_show), timeout=5)
+            except AssertionError:
+                pass  # the assertion below names what is missing
             lines = _screen_lines(app)
             shown = _plain(lines)
             for text in must_show:  # the state is really on screen, under every theme
