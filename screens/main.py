@@ -29,7 +29,7 @@ from ambient_tui.checks.model import FAIL
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.plan import Phase, Plan, StepState
 from screens.help import HelpScreen
-from screens.panes import Panes
+from screens.panes import Panes, stop_watchers
 from screens.preflight import FIX_PHASE_ID, PreflightPane
 from screens.progress import PlanProgress, format_elapsed, plan_counts, readiness_text
 from screens.widgets import (MAX_OUTPUT_LINES, BufferedOutput, OutputBuffers, OutputPane, StepChecklist,
@@ -137,11 +137,7 @@ class MainScreen(BufferedOutput, Screen):
         self._start_preflight()
 
     def on_unmount(self) -> None:
-        for watcher in self._owned:
-            try:
-                watcher.stop(timeout=1.0)
-            except Exception:  # stopping is best effort at exit
-                pass
+        stop_watchers(self._owned)
 
     def _now(self) -> float:
         return getattr(self.app, "now", time.time)()

@@ -45,6 +45,15 @@ class GatedProvider:
         return self.provider.snapshot()
 
 
+def stop_watchers(watchers) -> None:
+    """Stop the watch threads a widget started; at exit this is best effort."""
+    for watcher in watchers:
+        try:
+            watcher.stop(timeout=1.0)
+        except Exception:  # noqa: BLE001 - stopping is best effort at exit
+            pass
+
+
 class Panes(Vertical):
     """Tabs + ContentSwitcher. The app may carry fed providers (`pods_provider`,
     `helm_provider`), a frozen `now`, and the cluster target (`kubeconfig`, `kube_context`)."""
@@ -76,11 +85,7 @@ class Panes(Vertical):
                 yield Static("Helm releases: loading…", id="helm-placeholder", classes="placeholder")
 
     def on_unmount(self) -> None:
-        for watcher in self.owned:
-            try:
-                watcher.stop(timeout=1.0)
-            except Exception:  # stopping is best effort at exit
-                pass
+        stop_watchers(self.owned)
 
     def _app(self, name: str, default: Any = None) -> Any:
         return getattr(self.app, name, default)

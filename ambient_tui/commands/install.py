@@ -5,20 +5,15 @@ Exit codes: 0 ok, 1 a check or step failed (or the person declined), 2 usage or 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import sys
 
 from ambient_tui.checks.model import FAIL, PASS, SKIP, WARN
+from ambient_tui.commands import access_args
 
 MARK = {PASS: "✔", WARN: "!", FAIL: "✘", SKIP: "-"}
-
-
-def _access_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kubeconfig", metavar="PATH", help="default: $KUBECONFIG or ~/.kube/config")
-    p.add_argument("--context", metavar="NAME", help="kube context (default: current-context)")
 
 
 def register(sub) -> None:
@@ -28,12 +23,12 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help='print {"checks": [...]}')
     p.add_argument("--istio-version", metavar="X.Y.Z")
     p.add_argument("--method", choices=["helm", "istioctl"], default="helm")
-    _access_args(p)
+    access_args(p)
     p.set_defaults(func=cmd_preflight)
 
     p = sub.add_parser("install", help="preflight, then install Istio ambient")
     _plan_args(p)
-    _access_args(p)
+    access_args(p)
     p.add_argument("--yes", action="store_true", help="do not ask before running the plan")
     p.add_argument("--dry-run", action="store_true", help="show what would run; change nothing")
     p.add_argument("--resume", action="store_true", help="skip steps the journal saw finish")
@@ -44,7 +39,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("status", help="Istio releases, readiness and enrolled namespaces")
     p.add_argument("--json", action="store_true")
-    _access_args(p)
+    access_args(p)
     p.set_defaults(func=cmd_status)
 
 

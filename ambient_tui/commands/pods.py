@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from ambient_tui.commands import access_args
+
 EXIT_OK, EXIT_INPUT = 0, 2
 PROFILE_ENV = "AMBIENT_TUI_PODS_PROFILE"
 # RFC 1123 label: what the API server accepts as a namespace name.
@@ -38,8 +40,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
                        help="watch this namespace (repeat, or comma-separate, for more)")
-    p.add_argument("--kubeconfig", metavar="PATH", help="default: $KUBECONFIG or ~/.kube/config")
-    p.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
+    access_args(p)
     p.set_defaults(func=run)
     return p
 

@@ -14,6 +14,8 @@ import asyncio
 import sys
 from typing import Any, TextIO
 
+from ambient_tui.commands import access_args
+
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 
 
@@ -36,8 +38,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "found (recorded in the journal)")
     p.add_argument("--resume", action="store_true",
                    help="skip steps the journal saw succeed in the last interrupted uninstall")
-    p.add_argument("--kubeconfig", metavar="PATH", help="default: $KUBECONFIG or ~/.kube/config")
-    p.add_argument("--context", metavar="NAME", help="kubeconfig context (default: current)")
+    access_args(p)
     p.set_defaults(func=run)
     return p
 
