@@ -14,7 +14,6 @@ bench/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,7 +32,7 @@ from ambient_tui.sandbox import build  # noqa: E402
 from ambient_tui.sandbox.aws_local import CLIENT_ENV_UNSET  # noqa: E402
 from ambient_tui.sandbox.control_plane import ControlPlane  # noqa: E402
 
-from preflight_bench import loadavg, write_section  # noqa: E402
+from preflight_bench import bench_args, loadavg, write_section  # noqa: E402
 
 GOAL = 1.0
 VERSION = "1.31.0"
@@ -86,12 +85,8 @@ def uninstall(env) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--no-write", action="store_true")
-    a = ap.parse_args()
-    if build.missing():
-        print("parts missing; run python -m ambient_tui.sandbox.build", file=sys.stderr)
+    a = bench_args(default_runs=3)
+    if a is None:
         return 1
     charts = build.charts_dir()
     gw = build.gateway_api_dir() / "experimental-install.yaml"

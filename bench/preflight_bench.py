@@ -54,18 +54,26 @@ def write_section(title: str, text: str) -> None:
     RESULTS.write_text(new)
 
 
+def bench_args(default_runs: int):
+    """--runs and --no-write; None (after saying why) when the sandbox parts are not built."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=default_runs)
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    if build.missing():
+        print("parts missing; run python -m ambient_tui.sandbox.build", file=sys.stderr)
+        return None
+    return a
+
+
 def main() -> int:
     from ambient_tui.checks.core import ALL
     from ambient_tui.checks.model import CheckContext
     from ambient_tui.checks.runner import run_checks
     from ambient_tui.settings import Settings
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--no-write", action="store_true")
-    a = ap.parse_args()
-    if build.missing():
-        print("parts missing; run python -m ambient_tui.sandbox.build", file=sys.stderr)
+    a = bench_args(default_runs=5)
+    if a is None:
         return 1
     together, alone = [], []
     per_check: dict[str, list[float]] = {c[0]: [] for c in ALL}
