@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass
 
 import sh
@@ -49,15 +50,36 @@ def detect(name: str, env: dict | None = None, timeout: float = 20) -> ToolVersi
     path = _which(name, env)
     if not path:
         raise ToolError(missing_tool_message(name))
-    cmd = sh.Command(str(path).strip())
+    path = str(path).strip()
+    out, timed_out, failed = _run(path, VERSION_ARGS[name], env, timeout)
+    if timed_out:
+        raise ToolError(f"{name} at {path} did not answer `{name} version` within {timeout:g}s")
+    if failed:
+        raise ToolError(f"{name} at {path} failed to report its version: {out.strip()[:200]}")
+    return ToolVersion(name, path, _parse(name, out))
+
+
+def _run(path: str, args: list[str], env: dict | None, timeout: float) -> tuple[str, bool, bool]:
+    """(output, timed out, failed). The bound is a timer that kills the process: sh's own
+    _timeout checks the clock every 0.1 s, which added ~60 ms to every version read."""
+    proc = sh.Command(path)(*args, _env=env, _err_to_out=True, _bg=True, _bg_exc=False,
+                            _new_group=True)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill_group()  # its children too: they would hold the output pipe open
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
     try:
-        out = cmd(*VERSION_ARGS[name], _env=env, _timeout=timeout, _err_to_out=True)
+        proc.wait()
+        return str(proc), False, False
     except sh.ErrorReturnCode as e:
-        raise ToolError(f"{name} at {path} failed to report its version: "
-                        f"{e.stdout.decode(errors='replace').strip()[:200]}") from None
-    except sh.TimeoutException:
-        raise ToolError(f"{name} at {path} did not answer `{name} version` within {timeout:g}s") from None
-    return ToolVersion(name, str(path).strip(), _parse(name, str(out)))
+        return e.stdout.decode(errors="replace"), expired.is_set(), True
+    finally:
+        timer.cancel()
 
 
 def _which(name: str, env: dict | None) -> str | None:

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,30 @@ def test_helm_4_refused_before_istio_1_30(tmp_path):
     env = _stub(tmp_path, "helm", "v4.3.1")
     with pytest.raises(versions.ToolError, match="helm 4.3.1 found.*< 4 is needed"):
         versions.require("helm", "3.6", maximum_major=3, env=env, why="Helm 4 needs Istio 1.30+")
+
+
+def test_tool_that_hangs_is_stopped_with_its_children(tmp_path):
+    # A stub (named so) whose child sleeps: the bound must end both, or the pipe stays open.
+    pidfile = tmp_path / "child.pid"
+    p = tmp_path / "helm"
+    p.write_text(f"#!/bin/sh\n/bin/sleep 60 &\necho $! > {pidfile}\nwait\necho v3.9.0\n")
+    p.chmod(0o755)
+    with pytest.raises(versions.ToolError, match="did not answer `helm version` within 0.5s"):
+        versions.detect("helm", env={"PATH": str(tmp_path)}, timeout=0.5)
+    child = int(pidfile.read_text())
+    for _ in range(50):  # the kill is sent; reaping by init may lag a moment
+        if not os.path.exists(f"/proc/{child}") or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the stub's child {child} still runs")
+
+
+def test_failing_tool_says_what_it_printed(tmp_path):
+    env = _stub(tmp_path, "istioctl", "no kubeconfig")
+    (tmp_path / "istioctl").write_text("#!/bin/sh\necho 'cannot start: bad flag' >&2\nexit 3\n")
+    with pytest.raises(versions.ToolError, match="failed to report its version: cannot start: bad flag"):
+        versions.detect("istioctl", env=env)
 
 
 def test_missing_tool(tmp_path):
