@@ -327,3 +327,5 @@ ALL = [
     ("nodes", "Nodes", nodes, 20),
     (precheck.CHECK_ID, precheck.TITLE, precheck.istioctl_precheck, 60),
 ]
+# Checks that spend their time waiting on helm or istioctl: the runner starts them first.
+STARTS_FIRST = {precheck.CHECK_ID, "helm", "istioctl", "existing-istio"}

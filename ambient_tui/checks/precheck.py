@@ -68,19 +68,27 @@ def decide(returncode: int, stdout: str, stderr: str, gateway_api_fix: str = "")
 
 
 def istioctl_precheck(ctx: CheckContext) -> Check:
-    kube = ctx.cluster()
     env = {**os.environ, **(ctx.env or {})}
     exe = shutil.which("istioctl", path=env.get("PATH"))
     if not exe:
         raise Skip("istioctl not found on PATH; see the istioctl check")
+    context, _server = ctx.kube_context()
     env["NO_COLOR"] = "1"
-    argv = precheck_argv(exe, ctx.kubeconfig, kube.context, ctx.settings.namespace)
+    argv = precheck_argv(exe, ctx.kubeconfig, context, ctx.settings.namespace)
+    # The longest check: it starts at once, from the kubeconfig alone, while this process is
+    # still connecting. If the cluster turns out unreachable it is stopped and skipped.
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, env=env,
-                           stdin=subprocess.DEVNULL)
+        ctx.cluster()
+        out, err = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         return Check(CHECK_ID, TITLE, WARN, f"istioctl x precheck did not finish within {TIMEOUT:g}s",
                      "run `istioctl x precheck` by hand")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     gw = ctx.release.gateway_api
     gw_fix = f"kubectl apply --server-side -f {gw.url(ctx.catalog.gateway_api_url)}"
-    return decide(r.returncode, r.stdout, r.stderr, gw_fix)
+    return decide(proc.returncode, out, err, gw_fix)

@@ -119,12 +119,14 @@ def test_access_failures_have_distinct_messages(env, kubeconfig, tmp_path):
     p = cli(env, "preflight", "--json", "--kubeconfig", str(expired))
     d = checks(p)["cluster-access"]["detail"]
     assert p.returncode == 1 and "401 Unauthorized" in d and "expired" in d
+    # precheck starts before the connection is known; it is then stopped and skipped
+    assert checks(p)["istioctl-precheck"]["status"] == "skip"
 
     down = _kubeconfig_variant(kubeconfig, tmp_path / "down", server="https://127.0.0.1:1")
     p = cli(env, "preflight", "--json", "--kubeconfig", str(down))
     c = checks(p)
     assert p.returncode == 1 and "unreachable" in c["cluster-access"]["detail"]
-    assert c["rbac"]["status"] == "skip"
+    assert c["rbac"]["status"] == "skip" and c["istioctl-precheck"]["status"] == "skip"
     # AWS needs no API server: it says why this one is unreachable (a stale kubeconfig)
     assert c["aws-eks"]["status"] == "fail"
     assert "differs from the kube context server https://127.0.0.1:1" in c["aws-eks"]["detail"]
