@@ -83,6 +83,12 @@ def _client(service: str, region: str | None):
         return client
 
 
+def forget_clients() -> None:
+    """Drop the cached session and clients: the state of a process that has made no AWS call."""
+    with _clients_lock:
+        _clients.clear()
+
+
 def _err(what: str, e: Exception) -> AwsError:
     code = getattr(e, "response", {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
     return AwsError(f"{what}: {code or type(e).__name__}: {str(e)[:200]}")
