@@ -6,8 +6,10 @@ run as a generated shell script, on the same cluster, uninstalling between runs.
 
 The installer run is the real CLI, `ambient-tui install --yes` from the built charts: it
 includes interpreter start, preflight (every check), the journal and the verify steps; it
-installs istio-cni and ztunnel together. The Gateway API CRDs are applied once before the
-runs and kept, so neither side applies them (the guide's four helm commands are the baseline).
+installs istio-cni and ztunnel together, without helm's --wait, and its Verify phase waits for
+all three rollouts with `kubectl rollout status`: both sides end when their waits say the
+workloads are Ready. The Gateway API CRDs are applied once before the runs and kept, so neither
+side applies them (the guide's four helm commands are the baseline).
 Runs interleave, and alternate which side goes first. Writes the "Full install" section of
 bench/RESULTS.md.
 """
@@ -142,7 +144,7 @@ def main() -> int:
         "",
         "| side | runs | median | min | max |",
         "|---|---|---|---|---|",
-        f"| `ambient-tui install --yes` (preflight, plan, journal, cni + ztunnel together, 3 verify steps) | "
+        f"| `ambient-tui install --yes` (preflight, plan, journal, cni + ztunnel together, 3 rollout-status verify steps) | "
         f"{len(tool)} | {statistics.median(tool):.2f} s | {min(tool):.2f} s | {max(tool):.2f} s |",
         f"| the guide's 4 `helm install --wait` commands as `bash script.sh` | {len(script)} | "
         f"{statistics.median(script):.2f} s | {min(script):.2f} s | {max(script):.2f} s |",

@@ -3,6 +3,10 @@
 Helm method: base + Gateway API CRDs (if absent) together -> istiod -> istio-cni + ztunnel
 together (safe once istiod is Ready: neither depends on the other) -> optional gateway. Every helm step
 is `upgrade --install`, so running the plan on an installed cluster changes nothing.
+istiod is installed with `--wait`: the node agents need it Ready. istio-cni and ztunnel are not:
+the Verify phase's `kubectl rollout status` watches their rollouts and returns as they finish,
+where `helm --wait` checks every 2 s (on a fast cluster that was most of each step) and keeps
+the release pending-install while it waits, which a dropped terminal leaves stuck.
 There is no `istioctl verify-install` step: it was removed in Istio 1.24.
 """
 
@@ -41,6 +45,13 @@ def chart_ref(settings: Settings, cat: catalog.Catalog, chart: str, chart_dir: s
     return os.path.join(src, chart), []
 
 
+NO_WAIT_NOTES = {
+    "istio-ingress": "no --wait: a LoadBalancer address may never come (e.g. no cloud LB controller)",
+    "istio-cni": "no --wait: the Verify phase waits for the istio-cni-node rollout (kubectl rollout status)",
+    "ztunnel": "no --wait: the Verify phase waits for the ztunnel rollout (kubectl rollout status)",
+}
+
+
 def _helm_step(settings: Settings, cat: catalog.Catalog, version: str, release: str,
                chart: str, chart_dir: str, sets: list[str], namespace: str, wait: bool,
                group: str | None = None) -> Step:
@@ -62,7 +73,7 @@ def _helm_step(settings: Settings, cat: catalog.Catalog, version: str, release: 
         argv += ["--values", settings.values[component]]
     if wait:
         argv += ["--wait", "--timeout", "10m"]
-    note = "" if wait else "no --wait: a LoadBalancer address may never come (e.g. no cloud LB controller)"
+    note = "" if wait else NO_WAIT_NOTES[release]
     return Step(id=f"helm-{release}", title=f"helm: {release} ({chart})", argv=argv,
                 timeout=900, undo=["helm", "uninstall", release, "--namespace", namespace],
                 group=group, note=note)
@@ -117,21 +128,22 @@ def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None) -
                                  [step("istio-base", group="crds" if crds else None), *crds]))
         plan.phases.append(Phase("control-plane", "istiod (profile ambient)", [step("istiod")]))
         plan.phases.append(Phase("data-plane", "istio-cni and ztunnel", [
-            step("istio-cni", group="node-agents"), step("ztunnel", group="node-agents")]))
+            step("istio-cni", wait=False, group="node-agents"), step("ztunnel", wait=False, group="node-agents")]))
         if settings.gateway:
             plan.phases.append(Phase("gateway", "Ingress gateway", [
                 step("istio-ingress", wait=False, namespace=settings.gateway_namespace)]))
     else:
         raise ValueError(f"unknown method {settings.method!r}; use helm or istioctl")
 
-    # The three readiness checks only read: they run together.
+    # The three readiness checks only read: they run together. The node agents' checks get the 10
+    # minutes their helm steps would have waited (a DaemonSet on many nodes takes a while).
     plan.phases.append(Phase("verify", "Verify", [
         Step("verify-istiod", "istiod Ready", timeout=300, group="verify",
              argv=["kubectl", "rollout", "status", "deployment/istiod", "-n", ns, "--timeout=5m"]),
-        Step("verify-istio-cni", "istio-cni Ready on every node", timeout=300, group="verify",
-             argv=["kubectl", "rollout", "status", "daemonset/istio-cni-node", "-n", ns, "--timeout=5m"]),
-        Step("verify-ztunnel", "ztunnel Ready on every node", timeout=300, group="verify",
-             argv=["kubectl", "rollout", "status", "daemonset/ztunnel", "-n", ns, "--timeout=5m"]),
+        Step("verify-istio-cni", "istio-cni Ready on every node", timeout=660, group="verify",
+             argv=["kubectl", "rollout", "status", "daemonset/istio-cni-node", "-n", ns, "--timeout=10m"]),
+        Step("verify-ztunnel", "ztunnel Ready on every node", timeout=660, group="verify",
+             argv=["kubectl", "rollout", "status", "daemonset/ztunnel", "-n", ns, "--timeout=10m"]),
     ]))
     if settings.enroll:
         plan.phases.append(Phase("enroll", "Enrol namespaces", [

@@ -93,6 +93,14 @@ def test_helm_order_and_flags():
     assert "profile=ambient" in istiod and "--wait" in istiod and istiod[istiod.index("--values") + 1] == "/v/istiod.yaml"
     assert plan.step("helm-istio-cni").group == plan.step("helm-ztunnel").group == "node-agents"
     assert {plan.step(f"verify-{n}").group for n in ("istiod", "istio-cni", "ztunnel")} == {"verify"}
+    # The node agents' rollouts are waited for by the Verify phase's watch, not helm's 2 s poll.
+    for agent, workload in (("istio-cni", "istio-cni-node"), ("ztunnel", "ztunnel")):
+        step = plan.step(f"helm-{agent}")
+        assert "--wait" not in step.argv and "Verify phase waits" in step.note
+        verify = plan.step(f"verify-{agent}").argv
+        assert verify[:4] == ["kubectl", "rollout", "status", f"daemonset/{workload}"]
+        assert verify[-1] == "--timeout=10m"
+    assert [p.id for p in plan.phases].index("data-plane") < [p.id for p in plan.phases].index("verify")
     gw = plan.step("helm-istio-ingress").argv
     assert "--wait" not in gw and gw[gw.index("--namespace") + 1] == "istio-ingress"
     assert "--create-namespace" in plan.step("helm-istio-base").argv
