@@ -23,11 +23,19 @@ async def _outcome(check_id: str, title: str, fut: asyncio.Future, timeout: floa
     return result
 
 
+def start_order(checks) -> list[int]:
+    """Indexes of the checks in the order their threads start: STARTS_FIRST ones, then the rest,
+    each group in the checks' own order."""
+    from ambient_tui.checks.core import STARTS_FIRST
+
+    return sorted(range(len(checks)), key=lambda i: checks[i][0] not in STARTS_FIRST)
+
+
 async def run_checks_async(ctx: CheckContext, checks=None,
                            on_result: Callable[[Check], None] | None = None,
                            timeout_scale: float = 1.0) -> list[Check]:
     """All checks at once; results come back in the checks' order, on_result as each finishes."""
-    from ambient_tui.checks.core import ALL, STARTS_FIRST
+    from ambient_tui.checks.core import ALL
 
     checks = list(checks or ALL)
     loop = asyncio.get_running_loop()
@@ -39,16 +47,17 @@ async def run_checks_async(ctx: CheckContext, checks=None,
         # last started ~50 ms late. The checks that mostly wait on a helm or istioctl process go
         # first: their processes then run while the others take turns. Results keep the order.
         t0 = time.monotonic()
-        futures: dict[int, asyncio.Future] = {}
-        for i in sorted(range(len(checks)), key=lambda i: checks[i][0] not in STARTS_FIRST):
-            futures[i] = loop.run_in_executor(pool, checks[i][2], ctx)
+        started: dict[int, asyncio.Future] = {}
+        for i in start_order(checks):
+            started[i] = loop.run_in_executor(pool, checks[i][2], ctx)
+        futures = [started[i] for i in range(len(checks))]
 
         async def one(spec, fut):
             r = await _outcome(spec[0], spec[1], fut, spec[3] * timeout_scale, t0)
             if on_result:
                 on_result(r)
             return r
-        return list(await asyncio.gather(*(one(s, f) for s, f in zip(checks, (futures[i] for i in range(len(checks)))))))
+        return list(await asyncio.gather(*(one(s, f) for s, f in zip(checks, futures))))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 

@@ -6,7 +6,7 @@ import time
 
 from ambient_tui.checks import parsers
 from ambient_tui.checks.model import Check, Skip
-from ambient_tui.checks.runner import run_checks_async
+from ambient_tui.checks.runner import run_checks_async, start_order
 from ambient_tui.aws.eks import addon_config, cluster_from_context
 from ambient_tui.commands.install import already_installed
 from ambient_tui.settings import Settings
@@ -119,3 +119,11 @@ def test_checks_run_concurrently_with_own_timeouts():
     assert by["skip"].status == "skip" and by["boom"].status == "fail" and "bad" in by["boom"].detail
     assert by["slow"].status == "pass" and seen[-1] in ("slow", "slow2")
     assert set(by["slow"].to_dict()) >= {"id", "title", "status", "detail", "fix"}
+
+
+def test_checks_waiting_on_helm_or_istioctl_start_first():
+    from ambient_tui.checks.core import ALL
+
+    ids = [ALL[i][0] for i in start_order(ALL)]
+    assert ids[:4] == ["helm", "istioctl", "existing-istio", "istioctl-precheck"]
+    assert ids[4:] == [c[0] for c in ALL if c[0] not in ids[:4]]  # the rest keep their order
