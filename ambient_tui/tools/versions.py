@@ -68,7 +68,10 @@ def _run(path: str, args: list[str], env: dict | None, timeout: float) -> tuple[
 
     def expire() -> None:
         expired.set()
-        proc.kill_group()  # its children too: they would hold the output pipe open
+        try:
+            proc.kill_group()  # its children too: they would hold the output pipe open
+        except OSError:  # it ended as the time ran out
+            pass
 
     timer = threading.Timer(timeout, expire)
     timer.daemon = True
