@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-# libyaml's loader when PyYAML has it: ~10x faster, and preflight reads the kubeconfig ~8 times.
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from ambient_tui.yaml_loader import SAFE_LOADER
+
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 15
 TOO_MANY_REQUESTS_RETRIES = 4  # as client-go, answer 429 by waiting Retry-After (a few times)
