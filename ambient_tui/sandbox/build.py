@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ambient_tui.dirs import cache_root
+
 ETCD_VERSION = "v3.6.16"
 KUBE_VERSION = "v1.34.4"
 KWOK_VERSION = "v0.7.0"
@@ -37,15 +39,6 @@ STAMP = ".complete.json"
 
 class BuildError(RuntimeError):
     """A build step failed; the message says why and what to do."""
-
-
-def cache_root() -> Path:
-    env = os.environ.get("AMBIENT_TUI_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "ambient-tui"
 
 
 def parts_dir() -> Path:

@@ -1,15 +1,24 @@
-"""Find helm, istioctl and kubectl and read their versions, through `sh` with argument lists."""
+"""Find helm, istioctl and kubectl and read their versions, through `sh` with argument lists.
+
+A version read is kept in $XDG_CACHE_HOME/ambient-tui/tool-versions.json, keyed on the binary's
+path and identity (device, inode, size, mtime, ctime): a binary that is replaced or rewritten
+gets a new identity and is asked again. Every preflight after the first then starts no helm or
+istioctl process just to learn a version that cannot have changed.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import sh
 
 from ambient_tui.catalog import parse_version
+from ambient_tui.dirs import cache_root
 from ambient_tui.tools.install_hints import HINTS, missing_tool_message
 
 VERSION_ARGS = {
@@ -51,12 +60,68 @@ def detect(name: str, env: dict | None = None, timeout: float = 20) -> ToolVersi
     if not path:
         raise ToolError(missing_tool_message(name))
     path = str(path).strip()
+    identity = _identity(path)
+    cached = _cache_get(name, path, identity)
+    if cached:
+        return ToolVersion(name, path, cached)
     out, timed_out, failed = _run(path, VERSION_ARGS[name], env, timeout)
     if timed_out:
         raise ToolError(f"{name} at {path} did not answer `{name} version` within {timeout:g}s")
     if failed:
         raise ToolError(f"{name} at {path} failed to report its version: {out.strip()[:200]}")
-    return ToolVersion(name, path, _parse(name, out))
+    version = _parse(name, out)
+    # The identity from before the run: a binary replaced meanwhile is asked again next time.
+    _cache_put(name, path, identity, version)
+    return ToolVersion(name, path, version)
+
+
+def cache_file() -> Path:
+    return cache_root() / "tool-versions.json"
+
+
+def _identity(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)  # follows symlinks: a re-pointed link is a new identity
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+_cache_lock = threading.Lock()
+
+
+def _cache_read() -> dict:
+    try:
+        data = json.loads(cache_file().read_text())
+    except (OSError, ValueError):  # absent or damaged: an empty cache, rebuilt as tools are read
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _cache_get(name: str, path: str, identity: list[int] | None) -> str | None:
+    if identity is None:
+        return None
+    entry = _cache_read().get(f"{name} {path}")
+    if isinstance(entry, dict) and entry.get("identity") == identity and isinstance(entry.get("version"), str):
+        return entry["version"]
+    return None
+
+
+def _cache_put(name: str, path: str, identity: list[int] | None, version: str) -> None:
+    if identity is None:
+        return
+    f = cache_file()
+    with _cache_lock:
+        # Entries of binaries that are gone are dropped, so the file stays a line per tool.
+        data = {k: v for k, v in _cache_read().items() if os.path.exists(k.partition(" ")[2])}
+        data[f"{name} {path}"] = {"identity": identity, "version": version}
+        try:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, f)  # readers see the old file or the new one, never half of one
+        except OSError:  # a read-only cache only costs the next run a version read
+            pass
 
 
 def _run(path: str, args: list[str], env: dict | None, timeout: float) -> tuple[str, bool, bool]:
@@ -86,7 +151,6 @@ def _run(path: str, args: list[str], env: dict | None, timeout: float) -> tuple[
 
 
 def _which(name: str, env: dict | None) -> str | None:
-    import os
     import shutil
     return shutil.which(name, path=(env or os.environ).get("PATH"))
 

@@ -113,6 +113,55 @@ def test_failing_tool_says_what_it_printed(tmp_path):
         versions.detect("istioctl", env=env)
 
 
+def _counting_stub(folder, version):
+    # A stub (named so) that prints a version and counts how often it was asked.
+    p = folder / "helm"
+    p.write_text(f"#!/bin/sh\necho x >> {folder / 'calls'}\necho v{version}\n")
+    p.chmod(0o755)
+    return {"PATH": str(folder)}
+
+
+def _calls(folder):
+    return len((folder / "calls").read_text().splitlines())
+
+
+def test_version_is_read_once_per_binary_identity(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMBIENT_TUI_CACHE", str(tmp_path / "cache"))
+    env = _counting_stub(tmp_path, "3.19.1")
+    assert versions.detect("helm", env=env).version == "3.19.1"
+    assert versions.detect("helm", env=env).version == "3.19.1"
+    assert _calls(tmp_path) == 1
+    entry = json.loads(versions.cache_file().read_text())[f"helm {tmp_path / 'helm'}"]
+    assert entry["version"] == "3.19.1"
+    # Replaced by another release (same size: only the identity tells them apart).
+    (tmp_path / "helm").unlink()
+    _counting_stub(tmp_path, "3.19.2")
+    assert versions.detect("helm", env=env).version == "3.19.2"
+    assert _calls(tmp_path) == 2
+    # Rewritten in place: the inode stays, mtime/ctime move.
+    time.sleep(0.01)
+    (tmp_path / "helm").write_text((tmp_path / "helm").read_text().replace("3.19.2", "3.19.3"))
+    assert versions.detect("helm", env=env).version == "3.19.3"
+    assert _calls(tmp_path) == 3
+
+
+def test_version_cache_damaged_or_stale_entries(tmp_path, monkeypatch):
+    # A damaged file is an empty cache; an entry whose binary is gone is dropped on the next write.
+    monkeypatch.setenv("AMBIENT_TUI_CACHE", str(tmp_path / "cache"))
+    f = versions.cache_file()
+    f.parent.mkdir(parents=True)
+    f.write_text('{"helm /gone/helm": {"identity": [1, 2, 3, 4, 5], "version": "3.1.0"}, "trunc')
+    env = _counting_stub(tmp_path, "3.20.0")
+    assert versions.detect("helm", env=env).version == "3.20.0"
+    f.write_text(json.dumps({**json.loads(f.read_text()),
+                             "helm /gone/helm": {"identity": [1, 2, 3, 4, 5], "version": "3.1.0"}}))
+    (tmp_path / "b").mkdir()
+    env2 = _counting_stub(tmp_path / "b", "3.21.0")
+    assert versions.detect("helm", env=env2).version == "3.21.0"
+    assert sorted(json.loads(f.read_text())) == [f"helm {tmp_path / 'b' / 'helm'}", f"helm {tmp_path / 'helm'}"]
+    assert _calls(tmp_path) == 1 and _calls(tmp_path / "b") == 1
+
+
 def test_missing_tool(tmp_path):
     with pytest.raises(versions.ToolError, match="istioctl not found on PATH; install"):
         versions.detect("istioctl", env={"PATH": str(tmp_path)})
