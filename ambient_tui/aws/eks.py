@@ -68,14 +68,15 @@ def _client(service: str, region: str | None):
     """One client per service and region, from one session, for as long as the AWS_*
     environment is the same. A new session per call re-read botocore's endpoint and service
     models each time (~0.1 s CPU); clients are thread-safe, sessions are not, hence the lock."""
-    import boto3
     from botocore.config import Config
+
+    from ambient_tui.aws.model_loader import new_session
 
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
     with _clients_lock:
         session = _clients.get(("session", env))
         if session is None:
-            session = _clients[("session", env)] = boto3.session.Session()
+            session = _clients[("session", env)] = new_session()
         client = _clients.get((service, region, env))
         if client is None:
             client = _clients[(service, region, env)] = session.client(
