@@ -171,31 +171,63 @@ def vpc_cni_check(ctx: CheckContext) -> Check:
     return vpc_cni.decide(facts, ctx.release, ctx.version)
 
 
-def helm_list(env: dict | None, kubeconfig: str | None = None, context: str | None = None,
-              timeout: float = 20) -> list[dict]:
-    argv = ["helm", "list", "-A", "-a", "-o", "json"]
-    if kubeconfig:
-        argv += ["--kubeconfig", kubeconfig]
-    if context:
-        argv += ["--kube-context", context]
+def start_helm_list(env: dict | None, kubeconfig: str | None = None,
+                    context: str | None = None) -> subprocess.Popen:
+    """`helm list -A -a -o json`, started; finish_helm_list() collects it."""
     import os
     import shutil
     full_env = {**os.environ, **(env or {})}
     exe = shutil.which("helm", path=full_env.get("PATH"))
     if not exe:
         raise RuntimeError("helm not found on PATH")
-    r = subprocess.run([exe] + argv[1:], capture_output=True, text=True, timeout=timeout, env=full_env)
-    if r.returncode != 0:
-        raise RuntimeError(f"helm list failed: {r.stderr.strip()[:200]}")
-    return parsers.parse_helm_list(r.stdout)
+    argv = [exe, "list", "-A", "-a", "-o", "json"]
+    if kubeconfig:
+        argv += ["--kubeconfig", kubeconfig]
+    if context:
+        argv += ["--kube-context", context]
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=full_env)
+
+
+def finish_helm_list(proc: subprocess.Popen, timeout: float = 20) -> list[dict]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"helm list did not answer within {timeout:g}s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"helm list failed: {err.strip()[:200]}")
+    return parsers.parse_helm_list(out)
+
+
+def helm_list(env: dict | None, kubeconfig: str | None = None, context: str | None = None,
+              timeout: float = 20) -> list[dict]:
+    return finish_helm_list(start_helm_list(env, kubeconfig, context), timeout)
 
 
 def existing_istio(ctx: CheckContext) -> Check:
     t = "Existing Istio"
-    kube = ctx.cluster()
+    # helm list starts from the kubeconfig alone, as precheck does, while the client connects.
+    context, _server = ctx.kube_context()
+    try:
+        proc = start_helm_list(ctx.env, ctx.kubeconfig, context)
+    except Exception as e:  # noqa: BLE001 - reported below as unknown releases
+        proc, start_error = None, e
+    try:
+        kube = ctx.cluster()
+    except Skip:
+        if proc is not None:
+            proc.kill()
+            proc.communicate()
+        raise
     notes, status, fix = [], PASS, ""
     try:
-        releases = parsers.istio_releases(helm_list(ctx.env, ctx.kubeconfig, kube.context))
+        if proc is None:
+            raise start_error
+        releases = parsers.istio_releases(finish_helm_list(proc))
     except Exception as e:  # noqa: BLE001
         releases = []
         notes.append(f"helm releases unknown ({e})")

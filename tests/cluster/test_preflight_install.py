@@ -127,6 +127,8 @@ def test_access_failures_have_distinct_messages(env, kubeconfig, tmp_path):
     c = checks(p)
     assert p.returncode == 1 and "unreachable" in c["cluster-access"]["detail"]
     assert c["rbac"]["status"] == "skip" and c["istioctl-precheck"]["status"] == "skip"
+    # helm list also starts from the kubeconfig alone; it is stopped and the check skipped too
+    assert c["existing-istio"]["status"] == "skip", c["existing-istio"]
     # AWS needs no API server: it says why this one is unreachable (a stale kubeconfig)
     assert c["aws-eks"]["status"] == "fail"
     assert "differs from the kube context server https://127.0.0.1:1" in c["aws-eks"]["detail"]
