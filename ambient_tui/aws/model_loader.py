@@ -41,7 +41,9 @@ def new_session():
 
     core = botocore.session.get_session()
     data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore reads it
-    extra = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)] if data_path else None
+    extra = None
+    if data_path:
+        extra = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
     core.register_component("data_loader", botocore.loaders.Loader(
         extra_search_paths=extra, file_loader=PlainJSONFileLoader()))
     return boto3.session.Session(botocore_session=core)

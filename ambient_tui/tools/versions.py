@@ -102,9 +102,9 @@ def _cache_get(name: str, path: str, identity: list[int] | None) -> str | None:
     if identity is None:
         return None
     entry = _cache_read().get(f"{name} {path}")
-    if isinstance(entry, dict) and entry.get("identity") == identity and isinstance(entry.get("version"), str):
-        return entry["version"]
-    return None
+    if not isinstance(entry, dict) or entry.get("identity") != identity:
+        return None
+    return entry["version"] if isinstance(entry.get("version"), str) else None
 
 
 def _cache_put(name: str, path: str, identity: list[int] | None, version: str) -> None:
