@@ -336,8 +336,10 @@ def serve(state_dir: Path, port: int) -> None:
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=mport, verbose=False)
     moto.start()
     ca_file = state_dir / "pki" / "server.crt"
+    # The EKS endpoint is the API server as the kubeconfig names it (the latency relay, if any).
     account = _seed_moto_cluster(f"http://127.0.0.1:{mport}", info["name"], info["region"],
-                                 info["url"], base64.b64encode(ca_file.read_bytes()).decode())
+                                 info.get("client_url") or info["url"],
+                                 base64.b64encode(ca_file.read_bytes()).decode())
     api = Api(info["url"], info["tokens"]["admin"], ca_file)
     store = AddonStore(info["name"], info["region"], account, api)
     handler = type("Handler", (FrontHandler,), {"store": store, "moto": ("127.0.0.1", mport)})

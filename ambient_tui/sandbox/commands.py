@@ -33,7 +33,11 @@ def cmd_up(a: argparse.Namespace) -> int:
         except build.BuildError as e:
             print(f"sandbox: build failed: {e}", file=sys.stderr)
             return 1
-    cp = _cp(a, apiserver_port=a.port, aws_port=a.aws_port, with_aws=not a.no_aws)
+    if a.latency_ms < 0:
+        print("sandbox: --latency-ms must be 0 or more", file=sys.stderr)
+        return 2
+    cp = _cp(a, apiserver_port=a.port, aws_port=a.aws_port, with_aws=not a.no_aws,
+             latency_ms=a.latency_ms)
     t0 = time.monotonic()
     try:
         cp.start(timeout=a.timeout)
@@ -41,7 +45,8 @@ def cmd_up(a: argparse.Namespace) -> int:
         print(f"sandbox: {e}", file=sys.stderr)
         return 1
     print(f"sandbox {cp.name} is up in {time.monotonic() - t0:.1f}s")
-    print(f"  API server   {cp.url}")
+    print(f"  API server   {cp.client_url}"
+          + (f"  (through a relay adding {a.latency_ms:g} ms round trip)" if a.latency_ms else ""))
     print(f"  kubeconfig   {cp.kubeconfig}  (contexts: {cp.admin_context}, {cp.restricted_context})")
     if cp.aws_endpoint:
         print(f"  AWS endpoint {cp.aws_endpoint}  (EKS cluster {cp.name} in {cp.region})")
@@ -72,7 +77,9 @@ def cmd_status(a: argparse.Namespace) -> int:
     for comp, pid in st.running.items():
         print(f"  {comp:24} {'pid ' + str(pid) if pid else 'not running'}")
     if st.info.get("url"):
-        print(f"  API server   {st.info['url']}")
+        relay = (f"  (through a relay adding {st.info['latency_ms']:g} ms round trip)"
+                 if st.info.get("latency_ms") else "")
+        print(f"  API server   {st.info.get('client_url') or st.info['url']}{relay}")
         print(f"  kubeconfig   {cp.kubeconfig}")
     if st.info.get("aws_endpoint"):
         print(f"  AWS endpoint {st.info['aws_endpoint']}")
@@ -126,6 +133,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     up.add_argument("--aws-port", type=int, help="AWS endpoint port (default: a free one)")
     up.add_argument("--no-aws", action="store_true", help="do not start the AWS servers")
     up.add_argument("--no-build", action="store_true", help="fail instead of building parts")
+    up.add_argument("--latency-ms", type=float, default=0,
+                    help="reach the API server and AWS through a loopback relay adding this round "
+                         "trip, as a remote cluster would (default 0: direct)")
     up.add_argument("--timeout", type=float, default=90, help="seconds to wait for Ready")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", parents=[common], help="stop everything, remove state").set_defaults(func=cmd_down)

@@ -56,7 +56,7 @@ VPC_CNI_ENV_DEFAULTS = {
     "WARM_PREFIX_TARGET": "1",
 }
 NODE_PODS = 58  # max pods of an m5.xlarge with the VPC CNI
-COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "aws"]
+COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "aws", "latency"]
 
 
 class SandboxError(RuntimeError):
@@ -152,7 +152,7 @@ class ControlPlane:
     def __init__(self, state_dir: Path | str | None = None, name: str = DEFAULT_NAME,
                  region: str = DEFAULT_REGION, apiserver_port: int | None = None,
                  aws_port: int | None = None, with_aws: bool = True, out=None,
-                 node_pods: int = NODE_PODS) -> None:
+                 node_pods: int = NODE_PODS, latency_ms: float = 0) -> None:
         self.name, self.region = name, region
         # Pods each fake node accepts (an m5.xlarge takes 58); benchmarks raise it to hold
         # tens of thousands of pods on the 3 nodes.
@@ -160,6 +160,9 @@ class ControlPlane:
         self.state_dir = Path(state_dir) if state_dir else default_state_dir(name)
         self.want_api_port, self.want_aws_port = apiserver_port, aws_port
         self.with_aws = with_aws
+        # > 0: kubeconfig and AWS_ENDPOINT_URL lead through a relay adding this round trip
+        # (latency.py), as to a remote cluster; the sandbox's own components go direct.
+        self.latency_ms = latency_ms
         self.out = out or sys.stderr
         self.info: dict = {}
         if self.state_file.is_file():
@@ -187,7 +190,13 @@ class ControlPlane:
 
     @property
     def url(self) -> str:
+        """The API server as the sandbox's own components reach it."""
         return self.info["url"]
+
+    @property
+    def client_url(self) -> str:
+        """The API server as kubeconfig names it: through the latency relay when there is one."""
+        return self.info.get("client_url") or self.info["url"]
 
     @property
     def admin_token(self) -> str:
@@ -238,7 +247,8 @@ class ControlPlane:
 
     def status(self) -> Status:
         live = self._live()
-        comps = [c for c in COMPONENTS if c != "aws" or self.info.get("aws_endpoint")]
+        optional = {"aws": "aws_endpoint", "latency": "latency_ms"}
+        comps = [c for c in COMPONENTS if c not in optional or self.info.get(optional[c])]
         running = {c: live.get(c) for c in comps} if self.state_dir.exists() else {}
         return Status(running, self.state_dir, self.info)
 
@@ -313,12 +323,12 @@ class ControlPlane:
         import_ca = base64.b64encode(self.ca_file.read_bytes()).decode()
         tok = self.info["tokens"]
 
-        def kc(contexts: list[tuple[str, str, str, str | None]]) -> str:
+        def kc(contexts: list[tuple[str, str, str, str | None]], server: str) -> str:
             # JSON is valid YAML; no yaml dependency needed here.
             return json.dumps({
                 "apiVersion": "v1", "kind": "Config",
                 "clusters": [{"name": self.admin_context, "cluster": {
-                    "server": self.url, "certificate-authority-data": import_ca}}],
+                    "server": server, "certificate-authority-data": import_ca}}],
                 "users": [{"name": u, "user": {"token": t}} for _, u, t, _ in contexts],
                 "contexts": [{"name": c, "context": {
                     "cluster": self.admin_context, "user": u,
@@ -328,10 +338,10 @@ class ControlPlane:
 
         admin = (self.admin_context, "admin", tok["admin"], None)
         restricted = (self.restricted_context, "restricted", tok["restricted"], RESTRICTED_NAMESPACE)
-        for path, ctxs in ((self.kubeconfig, [admin, restricted]),
-                           (self.restricted_kubeconfig, [restricted]),
-                           (self.state_dir / "components.kubeconfig", [admin])):
-            path.write_text(kc(ctxs))
+        for path, ctxs, server in ((self.kubeconfig, [admin, restricted], self.client_url),
+                                   (self.restricted_kubeconfig, [restricted], self.client_url),
+                                   (self.state_dir / "components.kubeconfig", [admin], self.url)):
+            path.write_text(kc(ctxs, server))
             path.chmod(0o600)
 
     def start(self, timeout: float = 90) -> "ControlPlane":
@@ -385,6 +395,11 @@ class ControlPlane:
             "tokens": {"admin": secrets.token_hex(16), "restricted": secrets.token_hex(16)},
             "state_dir": str(sd), "started_at": time.time(),
         }
+        if self.latency_ms > 0:
+            relay_port = free_port()
+            self.info["latency_ms"] = self.latency_ms
+            self.info["client_url"] = f"https://127.0.0.1:{relay_port}"
+            self.info["ports"]["api-relay"] = relay_port
         self._certs()
         tok = self.info["tokens"]
         # token,user,uid,"groups"
@@ -452,6 +467,8 @@ class ControlPlane:
         ])
         if self.with_aws:
             self._start_aws()
+        if self.latency_ms > 0:
+            self._start_latency()
 
         api = self.api()
         self._wait(t0, timeout, "kube-apiserver /readyz",
@@ -472,11 +489,25 @@ class ControlPlane:
         port = self._pick_port(self.want_aws_port, "the AWS endpoint")
         self.info["aws_endpoint"] = f"http://127.0.0.1:{port}"
         self.info["ports"]["aws"] = port
+        if self.latency_ms > 0:  # clients get the relay; the server keeps its own port
+            self.info["ports"]["aws-relay"] = free_port()
+            self.info["aws_endpoint"] = f"http://127.0.0.1:{self.info['ports']['aws-relay']}"
         self.state_file.write_text(json.dumps(self.info, indent=1))
         self._spawn("aws", [sys.executable, "-m", "ambient_tui.sandbox.aws_local", "serve",
                             "--state-dir", str(self.state_dir), "--port", str(port)],
                     env=aws_local.server_env(pythonpath=str(Path(__file__).resolve().parents[2])))
         self._aws_wait = lambda: aws_local.ping(self.info["aws_endpoint"])
+
+    def _start_latency(self) -> None:
+        ports = self.info["ports"]
+        routes = [f"{ports['api-relay']}=127.0.0.1:{ports['kube-apiserver']}"]
+        if "aws-relay" in ports:
+            routes.append(f"{ports['aws-relay']}=127.0.0.1:{ports['aws']}")
+        self.state_file.write_text(json.dumps(self.info, indent=1))
+        self._spawn("latency", [sys.executable, "-m", "ambient_tui.sandbox.latency",
+                                "--delay-ms", f"{self.latency_ms:g}", "--state-dir", str(self.state_dir),
+                                *[a for r in routes for a in ("--route", r)]],
+                    env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
 
     def _wait(self, t0: float, timeout: float, what: str, ok) -> None:
         while True:

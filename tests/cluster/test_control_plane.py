@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ambient_tui.sandbox import build
+from ambient_tui.sandbox.aws_local import CLIENT_ENV_UNSET
 from ambient_tui.sandbox.control_plane import NODES, ControlPlane, SandboxError
 
 pytestmark = pytest.mark.cluster
@@ -259,6 +260,44 @@ def test_cli_up_status_env_down_leaves_nothing(tmp_path):
     assert not sd.exists()
     st = _sandbox_cli("status", "--state-dir", str(sd), env=env)
     assert st.returncode == 1 and "not running" in st.stdout
+
+
+def test_latency_relay_sandbox_passes_preflight_and_stops_clean(tmp_path):
+    """`sandbox up --latency-ms`: kubeconfig and AWS_ENDPOINT_URL lead through the relay, the
+    EKS endpoint names the relay (so aws-eks still matches), and `down` stops the relay too."""
+    sd = tmp_path / "slow-sandbox"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    up = _sandbox_cli("up", "--state-dir", str(sd), "--no-build", "--latency-ms", "30", env=env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        st = _sandbox_cli("status", "--state-dir", str(sd), env=env)
+        assert re.search(r"latency\s+pid \d+", st.stdout), st.stdout
+        assert "through a relay adding 30 ms round trip" in st.stdout
+        info = json.loads((sd / "state.json").read_text())
+        server = json.loads((sd / "kubeconfig").read_text())["clusters"][0]["cluster"]["server"]
+        assert server == info["client_url"] != info["url"]
+        components = json.loads((sd / "components.kubeconfig").read_text())
+        assert components["clusters"][0]["cluster"]["server"] == info["url"]  # the sandbox goes direct
+        assert info["aws_endpoint"].endswith(f":{info['ports']['aws-relay']}")
+        assert len(_pgrep(str(sd))) == 7  # the six components and the relay
+
+        cp = ControlPlane(state_dir=sd)
+        cenv = {k: v for k, v in os.environ.items() if k not in CLIENT_ENV_UNSET}
+        cenv.update(cp.env())
+        cenv["HOME"] = str(sd)
+        cenv["PYTHONPATH"] = env["PYTHONPATH"]
+        p = subprocess.run([sys.executable, "-m", "ambient_tui.cli", "preflight", "--json",
+                            "--istio-version", "1.31.0"], env=cenv, capture_output=True, text=True,
+                           timeout=120)
+        c = {x["id"]: x for x in json.loads(p.stdout)["checks"]}
+        assert p.returncode == 0, json.dumps(c, indent=1)
+        assert f"at {server} answers" in c["cluster-access"]["detail"]
+        assert "endpoint matches the kube context" in c["aws-eks"]["detail"]
+        assert c["istioctl-precheck"]["status"] == "pass"
+    finally:
+        down = _sandbox_cli("down", "--state-dir", str(sd), env=env)
+    assert down.returncode == 0 and "latency" in down.stderr, down.stderr
+    assert _pgrep(str(sd)) == []
 
 
 def test_stale_pid_files_are_cleaned_and_taken_port_is_reported(tmp_path):
