@@ -1,9 +1,10 @@
 """Find helm, istioctl and kubectl and read their versions, through `sh` with argument lists.
 
-A version read is kept in $XDG_CACHE_HOME/ambient-tui/tool-versions.json, keyed on the binary's
-path and identity (device, inode, size, mtime, ctime): a binary that is replaced or rewritten
-gets a new identity and is asked again. Every preflight after the first then starts no helm or
-istioctl process just to learn a version that cannot have changed.
+A version read is kept in tool-versions.json in the cache folder (ambient_tui/dirs.py), keyed on
+the binary's path and identity (device, inode, size, mtime, ctime): a binary that is replaced or
+rewritten gets a new identity and is asked again. Every preflight after the first then starts no
+helm or istioctl process just to learn a version that cannot have changed. Version-manager shims
+are never cached (see _cacheable): their answer depends on configuration, not on the file.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def detect(name: str, env: dict | None = None, timeout: float = 20) -> ToolVersi
     if not path:
         raise ToolError(missing_tool_message(name))
     path = str(path).strip()
-    identity = _identity(path)
+    identity = _identity(path) if _cacheable(name, path) else None
     cached = _cache_get(name, path, identity)
     if cached:
         return ToolVersion(name, path, cached)
@@ -77,6 +78,18 @@ def detect(name: str, env: dict | None = None, timeout: float = 20) -> ToolVersi
 
 def cache_file() -> Path:
     return cache_root() / "tool-versions.json"
+
+
+def _cacheable(name: str, path: str) -> bool:
+    """A binary of the tool's own name. Not a script (asdf shims are scripts) and not a link to
+    a binary of another name (mise shims link to mise): those pick a version by configuration."""
+    try:
+        if os.path.basename(os.path.realpath(path)) != name:
+            return False
+        with open(path, "rb") as f:
+            return f.read(2) != b"#!"
+    except OSError:
+        return False
 
 
 def _identity(path: str) -> list[int] | None:

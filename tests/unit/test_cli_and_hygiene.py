@@ -127,6 +127,8 @@ def _calls(folder):
 
 def test_version_is_read_once_per_binary_identity(tmp_path, monkeypatch):
     monkeypatch.setenv("AMBIENT_TUI_CACHE", str(tmp_path / "cache"))
+    # The stub is a script, which is never cached (shims are scripts): let it count as a binary.
+    monkeypatch.setattr(versions, "_cacheable", lambda name, path: True)
     env = _counting_stub(tmp_path, "3.19.1")
     assert versions.detect("helm", env=env).version == "3.19.1"
     assert versions.detect("helm", env=env).version == "3.19.1"
@@ -148,6 +150,7 @@ def test_version_is_read_once_per_binary_identity(tmp_path, monkeypatch):
 def test_version_cache_damaged_or_stale_entries(tmp_path, monkeypatch):
     # A damaged file is an empty cache; an entry whose binary is gone is dropped on the next write.
     monkeypatch.setenv("AMBIENT_TUI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(versions, "_cacheable", lambda name, path: True)
     f = versions.cache_file()
     f.parent.mkdir(parents=True)
     f.write_text('{"helm /gone/helm": {"identity": [1, 2, 3, 4, 5], "version": "3.1.0"}, "trunc')
@@ -160,6 +163,27 @@ def test_version_cache_damaged_or_stale_entries(tmp_path, monkeypatch):
     assert versions.detect("helm", env=env2).version == "3.21.0"
     assert sorted(json.loads(f.read_text())) == [f"helm {tmp_path / 'b' / 'helm'}", f"helm {tmp_path / 'helm'}"]
     assert _calls(tmp_path) == 1 and _calls(tmp_path / "b") == 1
+
+
+def test_shims_are_asked_every_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMBIENT_TUI_CACHE", str(tmp_path / "cache"))
+    env = _counting_stub(tmp_path, "3.19.1")  # a script, as an asdf shim is
+    versions.detect("helm", env=env)
+    versions.detect("helm", env=env)
+    assert _calls(tmp_path) == 2 and not versions.cache_file().exists()
+    elf = b"\x7fELF\x02\x01\x01" + bytes(9)  # only the first bytes are read, never run
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "helm").write_bytes(elf)
+    (tmp_path / "mise").write_bytes(elf)
+    (tmp_path / "shims").mkdir()
+    (tmp_path / "shims" / "helm").symlink_to(tmp_path / "mise")  # a mise shim: a link to mise
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "helm").symlink_to(tmp_path / "bin" / "helm")  # Homebrew-style link
+    assert versions._cacheable("helm", str(tmp_path / "bin" / "helm"))
+    assert versions._cacheable("helm", str(tmp_path / "links" / "helm"))
+    assert not versions._cacheable("helm", str(tmp_path / "shims" / "helm"))
+    assert not versions._cacheable("helm", str(tmp_path / "helm"))
+    assert not versions._cacheable("helm", str(tmp_path / "absent"))
 
 
 def test_missing_tool(tmp_path):
