@@ -18,18 +18,23 @@ async def _echo_server():
     return server, server.sockets[0].getsockname()[1]
 
 
-def _run_with_relay(delay_ms, body):
+def _run_with_relay(delay_ms, body, target=None):
+    """body(relay port), with the relay in front of target (default: an echo server)."""
     async def main():
-        server, port = await _echo_server()
+        server = None
+        if target is None:
+            server, port = await _echo_server()
         ports = []
-        relay = asyncio.create_task(latency.serve({0: ("127.0.0.1", port)}, delay_ms, ready=ports.extend))
+        relay = asyncio.create_task(latency.serve({0: target or ("127.0.0.1", port)}, delay_ms,
+                                                  ready=ports.extend))
         while not ports:
             await asyncio.sleep(0.001)
         try:
             return await body(ports[0])
         finally:
             relay.cancel()
-            server.close()
+            if server:
+                server.close()
     return asyncio.run(main())
 
 
@@ -58,18 +63,7 @@ def test_unreachable_target_closes_the_client():
     async def body(port):
         r, w = await asyncio.open_connection("127.0.0.1", port)
         return await asyncio.wait_for(r.read(), 5)
-
-    async def main():
-        ports = []
-        # port 1 on loopback: nothing listens
-        relay = asyncio.create_task(latency.serve({0: ("127.0.0.1", 1)}, 10, ready=ports.extend))
-        while not ports:
-            await asyncio.sleep(0.001)
-        try:
-            return await body(ports[0])
-        finally:
-            relay.cancel()
-    assert asyncio.run(main()) == b""
+    assert _run_with_relay(10, body, target=("127.0.0.1", 1)) == b""  # nothing listens on port 1
 
 
 @pytest.mark.parametrize("bad", ["x=127.0.0.1:1", "1=127.0.0.1", "1=:5"])
