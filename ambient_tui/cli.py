@@ -136,10 +136,12 @@ def current_context(kubeconfig: str | None = None) -> str:
 
     import yaml
 
+    from ambient_tui.yaml_loader import SAFE_LOADER
+
     paths = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     for path in paths.split(os.pathsep):
         try:
-            ctx = (yaml.safe_load(Path(path).read_text()) or {}).get("current-context")
+            ctx = (yaml.load(Path(path).read_text(), Loader=SAFE_LOADER) or {}).get("current-context")
         except (OSError, yaml.YAMLError, AttributeError):
             continue
         if ctx:

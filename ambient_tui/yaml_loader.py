@@ -1,4 +1,4 @@
-"""The YAML loader for trusted, plain files (kubeconfig, the release catalogue)."""
+"""The YAML loader for trusted, plain files (kubeconfig, the release catalogue, helm manifests)."""
 
 import yaml
 
