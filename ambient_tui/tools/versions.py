@@ -65,12 +65,7 @@ def detect(name: str, env: dict | None = None, timeout: float = 20) -> ToolVersi
     cached = _cache_get(name, path, identity)
     if cached:
         return ToolVersion(name, path, cached)
-    out, timed_out, failed = _run(path, VERSION_ARGS[name], env, timeout)
-    if timed_out:
-        raise ToolError(f"{name} at {path} did not answer `{name} version` within {timeout:g}s")
-    if failed:
-        raise ToolError(f"{name} at {path} failed to report its version: {out.strip()[:200]}")
-    version = _parse(name, out)
+    version = _parse(name, _ask_version(name, path, env, timeout))
     # The identity from before the run: a binary replaced meanwhile is asked again next time.
     _cache_put(name, path, identity, version)
     return ToolVersion(name, path, version)
@@ -137,11 +132,11 @@ def _cache_put(name: str, path: str, identity: list[int] | None, version: str) -
             pass
 
 
-def _run(path: str, args: list[str], env: dict | None, timeout: float) -> tuple[str, bool, bool]:
-    """(output, timed out, failed). The bound is a timer that kills the process: sh's own
-    _timeout checks the clock every 0.1 s, which added ~60 ms to every version read."""
-    proc = sh.Command(path)(*args, _env=env, _err_to_out=True, _bg=True, _bg_exc=False,
-                            _new_group=True)
+def _ask_version(name: str, path: str, env: dict | None, timeout: float) -> str:
+    """The tool's answer to its version command, or ToolError. The bound is a timer that kills
+    the process: sh's own _timeout checks the clock every 0.1 s, which added ~60 ms per read."""
+    proc = sh.Command(path)(*VERSION_ARGS[name], _env=env, _err_to_out=True, _bg=True,
+                            _bg_exc=False, _new_group=True)
     expired = threading.Event()
 
     def expire() -> None:
@@ -156,9 +151,12 @@ def _run(path: str, args: list[str], env: dict | None, timeout: float) -> tuple[
     timer.start()
     try:
         proc.wait()
-        return str(proc), False, False
+        return str(proc)
     except sh.ErrorReturnCode as e:
-        return e.stdout.decode(errors="replace"), expired.is_set(), True
+        if expired.is_set():
+            raise ToolError(f"{name} at {path} did not answer `{name} version` within {timeout:g}s") from None
+        out = e.stdout.decode(errors="replace").strip()[:200]
+        raise ToolError(f"{name} at {path} failed to report its version: {out}") from None
     finally:
         timer.cancel()
 
