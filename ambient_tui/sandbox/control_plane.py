@@ -25,6 +25,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ambient_tui.dirs import cache_root
+
 from . import build
 
 DEFAULT_NAME = "ambient-sandbox"
@@ -65,7 +67,7 @@ class SandboxError(RuntimeError):
 
 def default_state_dir(name: str = DEFAULT_NAME) -> Path:
     env = os.environ.get("AMBIENT_TUI_SANDBOX_DIR")
-    return Path(env).expanduser() if env else build.cache_root() / "sandbox" / name
+    return Path(env).expanduser() if env else cache_root() / "sandbox" / name
 
 
 def free_port() -> int:
