@@ -103,23 +103,23 @@ def cmd_tui(args) -> int:
         return 1
     plan = _build_plan(args)
     settings = _settings(args)
-    kubeconfig, kube_context = args.kubeconfig, args.context  # None: $KUBECONFIG, current context
-    settings.context = kube_context
-    if kube_context:
-        from ambient_tui.plans.install import pin_context
-        pin_context(plan, kube_context)
-    if kubeconfig:
-        for s in plan.steps:  # every tool the plan runs talks to the chosen cluster
-            if s.argv and s.argv[0] in ("helm", "kubectl", "istioctl"):
-                s.argv += ["--kubeconfig", kubeconfig]
+    from ambient_tui.cluster.client import ClusterAccessError
+    from ambient_tui.cluster.target import pin_steps
+    from ambient_tui.commands import target_from_args
+
+    try:
+        # Resolved once, here: a context switched later in another shell changes nothing.
+        target = target_from_args(args)
+    except ClusterAccessError as e:
+        raise UsageError(e.message) from None
+    settings.context = target.context
+    pin_steps(plan.steps, target)  # every tool the plan runs talks to the pinned cluster
     from ambient_tui.checks.model import CheckContext
     from screens.app import run_app  # the UI, imported only to start it
 
-    return run_app(plan, context=kube_context or current_context(kubeconfig),
-                   istio_version=plan.meta["istio_version"], kubeconfig=kubeconfig,
-                   kube_context=kube_context, mouse=not args.no_mouse,
-                   check_context_factory=lambda: CheckContext(settings, kubeconfig=kubeconfig,
-                                                              context=kube_context)) or 0
+    return run_app(plan, target=target, istio_version=plan.meta["istio_version"],
+                   mouse=not args.no_mouse,
+                   check_context_factory=lambda: CheckContext(settings, target=target)) or 0
 
 
 def start_pods_ui(provider, *, title: str = "ambient-tui pods", mouse: bool = True) -> int:
@@ -130,31 +130,27 @@ def start_pods_ui(provider, *, title: str = "ambient-tui pods", mouse: bool = Tr
 
 
 def current_context(kubeconfig: str | None = None) -> str:
-    """The kubeconfig's current context, read with PyYAML: the kubernetes client is slow to import."""
-    import os
-    from pathlib import Path
+    """The merged kubeconfig's current context ("" when there is none or it cannot be read)."""
+    from ambient_tui.cluster.client import ClusterAccessError
+    from ambient_tui.cluster.target import resolve
 
-    import yaml
-
-    from ambient_tui.yaml_loader import SAFE_LOADER
-
-    paths = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    for path in paths.split(os.pathsep):
-        try:
-            ctx = (yaml.load(Path(path).read_text(), Loader=SAFE_LOADER) or {}).get("current-context")
-        except (OSError, yaml.YAMLError, AttributeError):
-            continue
-        if ctx:
-            return str(ctx)
-    return ""
+    try:
+        return resolve(kubeconfig).context
+    except ClusterAccessError:
+        return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ambient-tui", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ambient-tui {__version__}")
     parser.add_argument("--sandbox", action="store_true", help="open the TUI against the local sandbox cluster")
-    parser.add_argument("--kubeconfig", metavar="PATH", help="default: $KUBECONFIG or ~/.kube/config")
-    parser.add_argument("--context", metavar="NAME", help="kube context (default: the current one)")
+    parser.add_argument("--kubeconfig", metavar="PATH",
+                        help="default: $KUBECONFIG (merged, as kubectl does) or ~/.kube/config")
+    parser.add_argument("--context", metavar="NAME",
+                        help="kube context (default: the current one); pinned, with its server "
+                             "and user, for the whole session")
+    parser.add_argument("--read-only", action="store_true",
+                        help="look, change nothing: no run, fix, uninstall, rollback or apply")
     parser.add_argument("--no-mouse", action="store_true",
                         help="leave the mouse to the terminal (copy and paste over SSH)")
     _plan_args(parser)
@@ -177,11 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ambient_tui.commands import ReadOnly
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
+        print(f"ambient-tui: {e}", file=sys.stderr)
+        return 2
+    except ReadOnly as e:
         print(f"ambient-tui: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from textual.screen import Screen
 
 from ambient_tui.engine.plan import Plan
 from screens.keymap import KeymapError, keymap_path as default_keymap_path, load_keymap
-from screens.main import COMMANDS, MainScreen
+from screens.main import COMMANDS, MUTATING, MainScreen
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -38,10 +38,18 @@ class AmbientApp(App):
                  check_context_factory: Callable[[], Any] | None = None,
                  preflight_checks: list | None = None, pods_provider: Any = None,
                  workloads_provider: Any = None, helm_provider: Any = None,
+                 target: Any = None, read_only: bool = False,
                  now: Callable[[], float] = time.time, **kwargs) -> None:
         super().__init__(**kwargs)
         self.plan = plan
+        # The pinned cluster (cluster/target.py): every watch, step and check reads its file.
+        self.target = target
+        if target is not None:
+            kubeconfig, kube_context = target.kubeconfig_path(), target.context
+            context = context or target.context
         self.kubeconfig, self.kube_context = kubeconfig, kube_context
+        # --read-only: no key or palette entry that changes the cluster (see MainScreen).
+        self.read_only = bool(read_only or getattr(target, "read_only", False))
         # Called in a thread when the main screen mounts; None: preflight is not run.
         self.check_context_factory = check_context_factory
         self.preflight_checks = preflight_checks  # None: every check (checks.core.ALL)
@@ -55,7 +63,8 @@ class AmbientApp(App):
 
             # The journal file opens on the first write; an unwritable state directory
             # becomes a visible worker error when a run starts, not a crash here.
-            runner = Runner(plan, journal=Journal.for_cluster(self.context or "default"))
+            runner = Runner(plan, journal=Journal.for_cluster(self.context or "default"),
+                            env=target.tool_env() if target is not None else None)
         self.runner = runner
         self.istio_version = istio_version or plan.meta.get("istio_version", "")
         self.keymap_path = keymap_path
@@ -64,9 +73,13 @@ class AmbientApp(App):
 
     def refresh_title(self) -> None:
         parts = [f"context: {self.context or 'none'}"]
+        if self.target is not None:  # exactly the pinned target, whatever the file says now
+            parts += [self.target.server_host, f"user: {self.target.user or 'none'}"]
         if self.istio_version:
             parts.append(f"Istio {self.istio_version}")
-        if getattr(self.runner, "dry_run", False):
+        if self.read_only:
+            parts.append("READ-ONLY")
+        elif getattr(self.runner, "dry_run", False):
             parts.append("DRY-RUN")
         self.sub_title = " · ".join(parts)
 
@@ -94,6 +107,8 @@ class AmbientApp(App):
         if isinstance(screen, MainScreen):
             keys = {binding_id: shown for shown, _d, binding_id in screen.help_rows()}
             for binding_id, action, description in COMMANDS:
+                if self.read_only and binding_id in MUTATING:
+                    continue
                 yield SystemCommand(description, f"key {keys[binding_id]}  ·  {binding_id}",
                                     getattr(screen, f"command_{action}", None)
                                     or getattr(screen, f"action_{action}"))

@@ -255,9 +255,13 @@ class HelmPane(Widget):
         self.app.push_screen(HelmHistoryScreen(self.provider, rel.namespace, rel.name, now=self.now,
                                                env=helm_env(self.kubeconfig, self.context)))
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # --read-only: no fix (a rollback or uninstall of a stuck release) from this pane.
+        return not (action == "fix" and getattr(self.app, "read_only", False))
+
     def action_fix(self) -> None:
         rel, fix = self.selected_release, self.fix_for_selected()
-        if rel is None:
+        if rel is None or getattr(self.app, "read_only", False):
             return
         if fix is None:
             self.app.notify(f"{rel.name} is {rel.status}: nothing to fix", timeout=3)
@@ -338,9 +342,15 @@ class HelmHistoryScreen(Screen):
             return None
         return self.revisions[min(table.cursor_row, len(self.revisions) - 1)]
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        return not (action == "rollback" and getattr(self.app, "read_only", False))  # --read-only
+
     def action_rollback(self) -> None:
         target = self.selected
         if target is None:
+            return
+        if getattr(self.app, "read_only", False):
+            self.app.notify("Read-only (--read-only): no rollback.", severity="warning", timeout=3)
             return
         current = self.revisions[0]
         if target.revision == current.revision:

@@ -65,6 +65,10 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("ambient.help", "help", "Show the keys"),
     ("ambient.quit", "quit", "Quit"),
 ]
+# What --read-only takes away: every key that runs, skips or adds steps, or uninstalls.
+MUTATING = {"ambient.run", "ambient.run_step", "ambient.skip", "ambient.retry", "ambient.cancel",
+            "ambient.dry_run", "ambient.add_fix", "ambient.uninstall"}
+MUTATING_ACTIONS = {action for binding_id, action, _d in COMMANDS if binding_id in MUTATING}
 
 class MainScreen(BufferedOutput, Screen):
     BINDINGS = [
@@ -438,6 +442,10 @@ class MainScreen(BufferedOutput, Screen):
             WorkerState.PENDING, WorkerState.RUNNING)
 
     def _start(self, coro, name: str) -> None:
+        if getattr(self.app, "read_only", False):
+            coro.close()
+            self.notify("Read-only (--read-only): nothing runs.", severity="warning")
+            return
         if self.running:
             coro.close()
             self.notify("A run is in progress: cancel it first (c).", severity="warning")
@@ -469,6 +477,8 @@ class MainScreen(BufferedOutput, Screen):
         self._start(self.runner.run(), "run plan")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in MUTATING_ACTIONS and getattr(self.app, "read_only", False):
+            return False  # the key does nothing and the footer does not show it
         if action == "run_step":
             # False: enter goes on to the focused pane, and the footer drops "Step".
             checklist = self.query(StepChecklist)

@@ -156,6 +156,8 @@ class UninstallScreen(BufferedOutput, Screen):
         self._show_status()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "run" and getattr(self.app, "read_only", False):
+            return False  # --read-only: the review shows what would go; nothing runs
         allowed = _ACTIONS.get(action)
         if allowed is None:
             return True
@@ -286,6 +288,9 @@ class UninstallScreen(BufferedOutput, Screen):
 
     def action_run(self) -> None:
         if self.state != REVIEW or self.plan is None:
+            return
+        if getattr(self.app, "read_only", False):
+            self.notify("Read-only (--read-only): the uninstall does not run.", severity="warning")
             return
         if self.dry_run:
             self._start_run()

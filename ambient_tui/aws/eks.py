@@ -50,8 +50,25 @@ def cluster_from_context(context: str, kubeconfig: dict | None = None) -> Cluste
     return None
 
 
+_profile: str | None = None  # the target's profile (its kubeconfig exec env), see use_profile
+
+
+def use_profile(profile: str | None) -> None:
+    """Every AWS call of this process uses `profile` (None: boto3's own default chain). The
+    cluster target sets it from the exec block's AWS_PROFILE: the profile that gets the
+    cluster's token is the one whose EKS add-on and identity the checks must read."""
+    global _profile
+    _profile = profile or None
+
+
+def current_profile() -> str | None:
+    return _profile
+
+
 def aws_configured() -> bool:
     """Whether boto3 would find credentials (env, profile, SSO...)."""
+    if _profile:
+        return True
     keys = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
             "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
     if any(os.environ.get(k) for k in keys):
@@ -72,11 +89,11 @@ def _client(service: str, region: str | None):
 
     from ambient_tui.aws.model_loader import new_session
 
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    env = (_profile,) + tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
     with _clients_lock:
         session = _clients.get(("session", env))
         if session is None:
-            session = _clients[("session", env)] = new_session()
+            session = _clients[("session", env)] = new_session(_profile)
         client = _clients.get((service, region, env))
         if client is None:
             client = _clients[(service, region, env)] = session.client(

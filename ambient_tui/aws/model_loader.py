@@ -33,8 +33,9 @@ class PlainJSONFileLoader:
         return None
 
 
-def new_session():
-    """A boto3 Session as boto3.session.Session() makes it, with the plain-dict model loader."""
+def new_session(profile: str | None = None):
+    """A boto3 Session as boto3.session.Session() makes it, with the plain-dict model loader
+    (and `profile` when given, as Session(profile_name=...))."""
     import boto3
     import botocore.loaders
     import botocore.session
@@ -46,4 +47,4 @@ def new_session():
         extra = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
     core.register_component("data_loader", botocore.loaders.Loader(
         extra_search_paths=extra, file_loader=PlainJSONFileLoader()))
-    return boto3.session.Session(botocore_session=core)
+    return boto3.session.Session(botocore_session=core, profile_name=profile)

@@ -14,19 +14,34 @@ SUPPORTED_ARCH = {"amd64", "arm64"}
 
 
 def cluster_access(ctx: CheckContext) -> Check:
+    """The pinned target answers, and not anonymously: /version is public, so the check also
+    asks who the API server thinks this is (SelfSubjectReview)."""
     t = "Cluster access"
+    fixes = {"unknown-context": "kubectl config get-contexts; pass --context NAME or "
+                                "`aws eks update-kubeconfig --name CLUSTER`",
+             "no-kubeconfig": "aws eks update-kubeconfig --name CLUSTER --region REGION",
+             "unauthorized": "aws eks update-kubeconfig --name CLUSTER (refresh the token)",
+             "unreachable": "check VPN/network and the cluster endpoint access (public/private)"}
     try:
         c = ctx.client()
+        who = c.whoami()
     except Exception as e:  # noqa: BLE001
         kind = getattr(e, "kind", "error")
-        fixes = {"unknown-context": "kubectl config get-contexts; pass --context NAME or "
-                                    "`aws eks update-kubeconfig --name CLUSTER`",
-                 "no-kubeconfig": "aws eks update-kubeconfig --name CLUSTER --region REGION",
-                 "unauthorized": "aws eks update-kubeconfig --name CLUSTER (refresh the token)",
-                 "unreachable": "check VPN/network and the cluster endpoint access (public/private)"}
-        return Check("cluster-access", t, FAIL, str(e), fixes.get(kind, ""), data={"kind": kind})
-    return Check("cluster-access", t, PASS, f"context {c.context} at {c.server} answers "
-                 f"(Kubernetes {ctx.server_version})", data={"context": c.context, "server": c.server})
+        if kind == "forbidden" and ctx.target is not None:
+            return Check("cluster-access", t, FAIL, f"{ctx.target.describe()}: the API server answers, "
+                         "but not to this user (403 on SelfSubjectReview: no credentials, anonymous)",
+                         "give the kubeconfig user a token, certificate or exec plugin "
+                         "(`aws eks update-kubeconfig --name CLUSTER`)", data={"kind": "anonymous"})
+        return Check("cluster-access", t, FAIL, getattr(e, "message", None) or str(e),
+                     getattr(e, "fix", "") or fixes.get(kind, ""), data={"kind": kind})
+    if who == "system:anonymous":
+        return Check("cluster-access", t, FAIL, f"{ctx.target.describe()}: the API server sees "
+                     "system:anonymous: the kubeconfig user gives no credentials",
+                     "give the kubeconfig user a token, certificate or exec plugin", data={"kind": "anonymous"})
+    as_who = f" as {who}" if who else ""
+    return Check("cluster-access", t, PASS, f"context {c.context} at {c.server} answers{as_who} "
+                 f"(Kubernetes {ctx.server_version})",
+                 data={"context": c.context, "server": c.server, "user": who})
 
 
 def kubernetes_version(ctx: CheckContext) -> Check:
@@ -114,14 +129,15 @@ def _aws_target(ctx: CheckContext):
     """(context name, its server URL, ClusterRef) from the kubeconfig alone: the AWS calls need
     no Kubernetes client, so they run while the other checks are still connecting."""
     from ambient_tui.aws import eks
-    from ambient_tui.cluster.client import kubeconfig_path, read_kubeconfig
 
     if not eks.aws_configured():
         raise Skip("no AWS configuration (credentials/profile); EKS checks skipped")
     name, server = ctx.kube_context()
-    ref = eks.cluster_from_context(name, read_kubeconfig(kubeconfig_path(ctx.kubeconfig)))
+    ref = eks.cluster_from_context(name, ctx.target.config)
     if ref is None:
         raise Skip(f"context {name} names no EKS cluster (not an EKS ARN, no --cluster-name)")
+    if ref.region is None and ctx.target.aws_region:
+        ref = eks.ClusterRef(ref.name, ctx.target.aws_region)
     return name, server, ref
 
 
@@ -142,10 +158,14 @@ def aws_eks(ctx: CheckContext) -> Check:
         ident = eks.identity(ref.region)
         _, cl = _eks_cluster(ctx)
     except eks.AwsError as e:
-        return Check("aws-eks", t, FAIL, str(e), "check AWS credentials (aws sts get-caller-identity) "
-                     "and the cluster name/region")
+        profile = eks.current_profile()
+        return Check("aws-eks", t, FAIL, str(e) + (f" (profile {profile})" if profile else ""),
+                     "check AWS credentials (aws sts get-caller-identity"
+                     + (f" --profile {profile}" if profile else "") + ") and the cluster name/region")
     endpoint = (cl.get("endpoint") or "").rstrip("/")
-    detail = (f"identity {ident.get('Arn')}; EKS {ref.name} ({ref.region}) Kubernetes {cl.get('version')} "
+    profile = eks.current_profile()
+    via = f" (profile {profile}, from the kubeconfig's exec env)" if profile else ""
+    detail = (f"identity {ident.get('Arn')}{via}; EKS {ref.name} ({ref.region}) Kubernetes {cl.get('version')} "
               f"platform {cl.get('platformVersion')}, status {cl.get('status')}")
     if endpoint.lower() != (server or "").rstrip("/").lower():
         return Check("aws-eks", t, FAIL, detail + f"; EKS endpoint {endpoint} differs from the kube "
@@ -185,8 +205,9 @@ def start_helm_list(env: dict | None, kubeconfig: str | None = None,
         argv += ["--kubeconfig", kubeconfig]
     if context:
         argv += ["--kube-context", context]
+    # No stdin and no terminal: a credential plugin helm runs must not read the keyboard.
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=full_env)
+                            stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True)
 
 
 def finish_helm_list(proc: subprocess.Popen, timeout: float = 20) -> list[dict]:

@@ -36,16 +36,33 @@ class Skip(Exception):
 
 
 class CheckContext:
-    """Shared inputs; cluster access is established once (thread-safe) and reused."""
+    """Shared inputs; cluster access is established once (thread-safe) and reused.
+
+    The cluster is one pinned Target (cluster/target.py): given, or resolved here from
+    kubeconfig/context. Then `kubeconfig` is the target's pinned file and `context` its name,
+    so the helm and istioctl the checks start read exactly what the client reads."""
 
     def __init__(self, settings, kubeconfig: str | None = None, context: str | None = None,
-                 env: dict | None = None, catalog=None) -> None:
+                 env: dict | None = None, catalog=None, target=None) -> None:
         from ambient_tui import catalog as catalog_mod
+        from ambient_tui.cluster.client import ClusterAccessError
 
         self.settings = settings
         self.kubeconfig = kubeconfig
         self.context = context or getattr(settings, "context", None)
         self.env = env
+        self.target, self.target_error = target, None
+        if target is None:
+            from ambient_tui.cluster.target import resolve
+            try:
+                self.target = resolve(self.kubeconfig, self.context)
+            except ClusterAccessError as e:  # reported by cluster-access; the rest skip
+                self.target_error = e
+        if self.target is not None:
+            from ambient_tui.aws import eks
+
+            self.kubeconfig, self.context = self.target.kubeconfig_path(), self.target.context
+            eks.use_profile(self.target.aws_profile)  # the AWS checks and the add-on fix
         self.catalog = catalog or catalog_mod.load()
         self.release, self.version = self.catalog.resolve(settings.istio_version)
         self._lock = threading.Lock()
@@ -75,7 +92,9 @@ class CheckContext:
         with self._lock:
             if self._client is None and self._client_error is None:
                 try:
-                    c = load_client(self.kubeconfig, self.context)
+                    if self.target is None:
+                        raise self.target_error
+                    c = load_client(target=self.target)
                     self._server_version = c.server_version()
                     self._client = c
                 except Exception as e:  # noqa: BLE001 - kept and re-raised to every caller
@@ -94,14 +113,9 @@ class CheckContext:
     def kube_context(self) -> tuple[str, str]:
         """(context name, server URL) from the kubeconfig alone, without connecting; a check
         that needs it is skipped when the kubeconfig or context is unusable (see cluster-access)."""
-        from ambient_tui.cluster.client import (ClusterAccessError, kubeconfig_path, read_kubeconfig,
-                                                resolve_context)
-
-        path = kubeconfig_path(self.kubeconfig)
-        try:
-            return resolve_context(read_kubeconfig(path), self.context, path)
-        except ClusterAccessError as e:
-            raise Skip(f"no usable kube context ({e.kind}); see cluster-access") from None
+        if self.target is None:
+            raise Skip(f"no usable kube context ({self.target_error.kind}); see cluster-access")
+        return self.target.context, self.target.server
 
     @property
     def server_version(self) -> str | None:

@@ -78,7 +78,8 @@ def istioctl_precheck(ctx: CheckContext) -> Check:
     # The longest check: it starts at once, from the kubeconfig alone, while this process is
     # still connecting. If the cluster turns out unreachable it is stopped and skipped.
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # a credential plugin gets no terminal
     try:
         ctx.cluster()
         out, err = proc.communicate(timeout=TIMEOUT)

@@ -159,6 +159,18 @@ class KubeClient:
 
         return wrap(self.get_json(path, what, **kw)["items"] or [])
 
+    def whoami(self) -> str | None:
+        """The user name the API server sees (SelfSubjectReview), or None where the API is absent."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        try:
+            r = self.request_json("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                  "asking the API server who this user is", body=body)
+        except ClusterAccessError as e:
+            if e.kind == "not-found":
+                return None
+            raise
+        return (r.status.user_info.username if r.status and r.status.user_info else None) or ""
+
     def server_version(self) -> str:
         return self.get_json("/version", "reading the server version").git_version
 
@@ -228,18 +240,17 @@ class KubeClient:
                   field_manager="ambient-tui")
 
 
-def load_client(kubeconfig: str | None = None, context: str | None = None) -> KubeClient:
-    """A client for the context (default: current-context). Does not contact the server."""
-    path = kubeconfig_path(kubeconfig)
-    data = read_kubeconfig(path)
-    name, server = resolve_context(data, context, path)
-    from kubernetes import client, config
+def load_client(kubeconfig: str | None = None, context: str | None = None, target=None) -> KubeClient:
+    """A client for the target (default: resolved from kubeconfig/context now). Does not contact
+    the server; an exec credential plugin runs (captured) and may raise CredentialPluginError."""
+    from ambient_tui.cluster import target as tg
 
-    cfg = client.Configuration()
-    try:
-        config.load_kube_config(config_file=path, context=name, client_configuration=cfg,
-                                persist_config=False)
-    except Exception as e:  # noqa: BLE001 - ConfigException, exec plugin failures
-        raise ClusterAccessError("no-kubeconfig", f"kubeconfig {path}, context {name}: {e}") from None
-    cfg.retries = 0  # fail fast; the checks have their own timeouts
-    return KubeClient(client.ApiClient(cfg), name, server or cfg.host)
+    t = target or tg.resolve(kubeconfig, context)
+    return KubeClient(tg.api_client(t), t.context, t.server)
+
+
+def new_api_client(kubeconfig: str | None = None, context: str | None = None):
+    """A kubernetes ApiClient for the watches: like load_client, exec plugins run captured."""
+    from ambient_tui.cluster import target as tg
+
+    return tg.api_client(tg.resolve(kubeconfig, context), fail_fast=False)

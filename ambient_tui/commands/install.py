@@ -65,8 +65,15 @@ def _context(args, settings):
     from ambient_tui.checks.model import CheckContext
     from ambient_tui.cli import UsageError
 
+    from ambient_tui.cluster.client import ClusterAccessError
+    from ambient_tui.commands import target_from_args
+
     try:
-        return CheckContext(settings, kubeconfig=args.kubeconfig, context=args.context)
+        target = target_from_args(args)
+    except ClusterAccessError:
+        target = None  # CheckContext keeps the same error for cluster-access to report
+    try:
+        return CheckContext(settings, kubeconfig=args.kubeconfig, context=args.context, target=target)
     except UnknownVersion as e:
         raise UsageError(str(e)) from None
 
@@ -179,8 +186,12 @@ def cmd_install(args) -> int:
     from ambient_tui.engine.runbook import to_markdown
     from ambient_tui.engine.runner import Runner
     from ambient_tui.plans import repair
-    from ambient_tui.plans.install import build_install_plan, pin_context
+    from ambient_tui.cluster.target import pin_steps
+    from ambient_tui.commands import refuse_if_read_only
+    from ambient_tui.plans.install import build_install_plan
 
+    if not args.dry_run:
+        refuse_if_read_only(args, "install", "--dry-run shows the plan")
     settings = _settings_from(args)
     ctx, results = run_preflight(args, settings)
     by_id = {c.id: c for c in results}
@@ -198,7 +209,7 @@ def cmd_install(args) -> int:
     repairs = []
     if kube_context and releases:
         try:
-            histories = repair.stuck_releases(releases, None, args.kubeconfig, kube_context)
+            histories = repair.stuck_releases(releases, None, ctx.kubeconfig, kube_context)
             repairs = repair.find_repairs(previous, releases, histories)
         except Exception as e:  # noqa: BLE001 - then the existing-istio failure stands
             _say(f"! could not read helm history to plan a repair: {e}", sys.stderr)
@@ -247,11 +258,9 @@ def cmd_install(args) -> int:
             print("not confirmed; nothing was changed")
             return 1
     env = {}
-    kc = args.kubeconfig
-    if kc:
-        env["KUBECONFIG"] = kc
-    if kube_context:
-        pin_context(plan, kube_context)  # the checked context, not whatever is current later
+    if ctx.target is not None:
+        env.update(ctx.target.tool_env())
+        pin_steps(plan.steps, ctx.target)  # the checked target, not whatever is current later
     try:
         journal = Journal.for_cluster(cluster)
     except JournalError as e:
@@ -314,11 +323,13 @@ def collect_status(kube, env=None, kubeconfig=None) -> dict:
 
 def cmd_status(args) -> int:
     from ambient_tui.cluster.client import ClusterAccessError, load_client
+    from ambient_tui.commands import target_from_args
 
     try:
-        kube = load_client(args.kubeconfig, args.context)
+        target = target_from_args(args)
+        kube = load_client(target=target)
         kube.server_version()
-        st = collect_status(kube, kubeconfig=args.kubeconfig)
+        st = collect_status(kube, kubeconfig=target.kubeconfig_path())
     except ClusterAccessError as e:
         print(f"ambient-tui: {e}", file=sys.stderr)
         return 1

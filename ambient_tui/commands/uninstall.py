@@ -62,7 +62,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
     opts = u.Options(purge_crds=args.purge_crds, keep_namespace_labels=args.keep_namespace_labels,
                      revert_cni=args.revert_cni)
-    session = UninstallSession(args.kubeconfig, args.context)
 
     def say(msg: str = "") -> None:
         print(msg, file=out, flush=True)
@@ -70,6 +69,17 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     def refuse(msg: str, code: int = EXIT_FAILED) -> int:
         print(f"ambient-tui uninstall: {msg}", file=err, flush=True)
         return code
+
+    if getattr(args, "read_only", False) and not args.dry_run:
+        return refuse("--read-only: uninstall would change the cluster; nothing was done "
+                      "(--dry-run shows what it would delete)", EXIT_INPUT)
+    from ambient_tui.cluster.client import ClusterAccessError
+    from ambient_tui.commands import target_from_args
+    try:
+        target = target_from_args(args)  # one pinned target for discovery, plan and steps
+    except ClusterAccessError as e:
+        return refuse(f"nothing changed: {e}", EXIT_INPUT)
+    session = UninstallSession(target.kubeconfig_path(), target.context)
 
     try:
         before = session.discover()

@@ -132,13 +132,12 @@ class NetpolCluster:
 
     def _apis(self) -> tuple[Any, Any]:
         if self._core is None or self._networking is None:
-            from kubernetes import client, config
+            from kubernetes import client
 
             if self._api_client is None:
                 try:
-                    self._api_client = config.new_client_from_config(
-                        config_file=self._kubeconfig, context=self._context,
-                        persist_config=False)
+                    from ambient_tui.cluster.client import new_api_client  # plugins captured
+                    self._api_client = new_api_client(self._kubeconfig, self._context)
                 except Exception as err:  # config errors come in many exception types
                     raise ClusterError(f"Cannot load kubeconfig: {err}") from None
             self._core = self._core or client.CoreV1Api(self._api_client)

@@ -152,10 +152,9 @@ def kubeconfig_file(kubeconfig: str | None = None) -> str:
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None):
-    from kubernetes import config
-
     try:
-        return config.new_client_from_config(config_file=kubeconfig_file(kubeconfig), context=context)
+        from ambient_tui.cluster.client import new_api_client  # exec plugins run captured
+        return new_api_client(kubeconfig, context)
     except Exception as e:
         raise DiscoveryError(f"cannot load kubeconfig: {e}") from None
 

@@ -69,10 +69,11 @@ class RawSource:
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None,
                  api_client=None, connect_timeout: float = 5.0) -> None:
-        from kubernetes import client, config  # lazy: keeps start-up fast
+        from kubernetes import client  # lazy: keeps start-up fast
 
         if api_client is None:
-            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+            from ambient_tui.cluster.client import new_api_client  # exec plugins run captured
+            api_client = new_api_client(kubeconfig, context)
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)  # namespaces are read through it
         self.connect_timeout = connect_timeout

@@ -98,10 +98,11 @@ class KubeDetailSource:
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None,
                  api_client=None) -> None:
-        from kubernetes import client, config  # lazy: keeps start-up fast
+        from kubernetes import client  # lazy: keeps start-up fast
 
         if api_client is None:
-            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+            from ambient_tui.cluster.client import new_api_client  # exec plugins run captured
+            api_client = new_api_client(kubeconfig, context)
         self.core = client.CoreV1Api(api_client)
 
     def _fail(self, e: Exception, verb: str, resource: str, namespace: str, name: str) -> DetailError:

@@ -192,8 +192,11 @@ def test_missing_tool(tmp_path):
 
 
 def test_tui_gets_the_cluster_target_and_preflight(monkeypatch, tmp_path):
-    """The TUI starts with preflight wired to the chosen kubeconfig/context, and every step
-    of the plan pinned to them (the app itself is replaced by a recorder: no terminal here)."""
+    """The TUI starts with one pinned target: preflight reads it, and every step of the plan
+    names its pinned single-context kubeconfig and context (the app itself is replaced by a
+    recorder: no terminal here)."""
+    import json as _json
+
     import screens.app
 
     seen = {}
@@ -203,22 +206,40 @@ def test_tui_gets_the_cluster_target_and_preflight(monkeypatch, tmp_path):
         return 0
 
     monkeypatch.setattr(screens.app, "run_app", record)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     kc = tmp_path / "kubeconfig"
-    kc.write_text("current-context: other\n")
+    kc.write_text(_json.dumps({
+        "clusters": [{"name": "c1", "cluster": {"server": "https://prod.example:443"}},
+                     {"name": "c2", "cluster": {"server": "https://other.example:443"}}],
+        "users": [{"name": "u1", "user": {"token": "t1"}}, {"name": "u2", "user": {"token": "t2"}}],
+        "contexts": [{"name": "prod", "context": {"cluster": "c1", "user": "u1"}},
+                     {"name": "other", "context": {"cluster": "c2", "user": "u2"}}],
+        "current-context": "other"}))
     assert main(["--kubeconfig", str(kc), "--context", "prod", "--no-mouse"]) == 0
-    assert seen["context"] == "prod" and seen["kube_context"] == "prod"
-    assert seen["kubeconfig"] == str(kc) and seen["mouse"] is False
+    target = seen["target"]
+    assert (target.context, target.server_host, target.user) == ("prod", "prod.example:443", "u1")
+    pinned = target.kubeconfig_path()
+    assert pinned != str(kc) and oct(os.stat(pinned).st_mode & 0o777) == "0o600"
+    assert seen["mouse"] is False
     ctx = seen["check_context_factory"]()
-    assert ctx.kubeconfig == str(kc) and ctx.context == "prod"
+    assert ctx.kubeconfig == pinned and ctx.context == "prod"
     for step in seen["plan"].steps:
         if step.argv and step.argv[0] == "helm":
-            assert step.argv[-4:] == ["--kube-context", "prod", "--kubeconfig", str(kc)]
+            assert step.argv[-4:] == ["--kubeconfig", pinned, "--kube-context", "prod"]
         elif step.argv and step.argv[0] == "kubectl":
-            assert step.argv[1:3] == ["--context", "prod"] and step.argv[-2:] == ["--kubeconfig", str(kc)]
-    # without --context the header names the kubeconfig's current context
+            assert step.argv[1:5] == ["--kubeconfig", pinned, "--context", "prod"]
+    # without --context the kubeconfig's current context is pinned, and named
     seen.clear()
     assert main(["--kubeconfig", str(kc)]) == 0
-    assert seen["context"] == "other" and seen["kube_context"] is None and seen["mouse"] is True
+    assert seen["target"].context == "other" and seen["mouse"] is True
+
+
+def test_tui_with_an_unknown_context_says_so_in_one_line(tmp_path, capsys):
+    kc = tmp_path / "kubeconfig"
+    kc.write_text("current-context: other\n")
+    assert main(["--kubeconfig", str(kc), "--context", "prod"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ambient-tui: context 'prod' is not in kubeconfig {kc}; known contexts: none"]
 
 
 def test_test_file_names_are_unique_across_tiers():

@@ -1,0 +1,450 @@
+"""The one cluster a run talks to: the kubeconfig read once, its context pinned at start.
+
+`resolve()` merges the kubeconfig files as kubectl does (`--kubeconfig` alone, else every file
+in $KUBECONFIG, else ~/.kube/config; the first file to name a cluster, user or context wins,
+and so does the first current-context), then keeps the chosen context with its cluster
+(server) and user. Every consumer gets this Target:
+
+- helm, kubectl and istioctl get `--kubeconfig PINNED --kube-context/--context NAME`, where
+  PINNED is a single-context copy of the merged kubeconfig (0600, in the state directory).
+  A merged $KUBECONFIG cannot be named by one --kubeconfig, and a copy also pins the server
+  and user: `kubectl config use-context` or `set-context` in another shell rewrites the
+  user's file, never this one;
+- the Kubernetes client (`api_client`) gets the same config with the exec credential plugin
+  run here, not by the client library: stdin closed, stdout and stderr captured, in a new
+  session so it has no terminal to open, and its failure is a CredentialPluginError of its
+  own (never a 401/403);
+- boto3 gets AWS_PROFILE/AWS_REGION from the exec block (what `aws eks update-kubeconfig`
+  writes), see `aws_profile`/`aws_region`.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ambient_tui.cluster.client import ClusterAccessError
+
+PLUGIN_TIMEOUT = 20.0
+EXPIRY_SKEW = dt.timedelta(seconds=30)  # refresh a token this long before it expires
+SECTIONS = (("clusters", "cluster"), ("users", "user"), ("contexts", "context"))
+TOOLS = ("helm", "kubectl", "istioctl")
+
+INSTALL_HINTS = {
+    "aws": "install the AWS CLI (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)",
+    "aws-iam-authenticator": "install aws-iam-authenticator, or rerun `aws eks update-kubeconfig` to use the AWS CLI",
+    "kubelogin": "install kubelogin (https://github.com/int128/kubelogin)",
+    "gke-gcloud-auth-plugin": "install it: gcloud components install gke-gcloud-auth-plugin",
+}
+# What a plugin that asked for input says once it finds stdin closed and no terminal.
+PROMPT = re.compile(r"\b(mfa|one[- ]time|otp|passcode|password|pin)\b|enter (the |your )?\w*\s*(code|token)"
+                    r"|verification code|EOFError|GetPassWarning|/dev/tty|not a (terminal|tty)"
+                    r"|inappropriate ioctl|no such device or address", re.I)
+SSO_EXPIRED = re.compile(r"\bsso\b|token has expired|expired token|session (has )?expired"
+                         r"|refresh failed|ExpiredToken", re.I)
+
+
+class CredentialPluginError(ClusterAccessError):
+    """The kubeconfig user's exec plugin did not give credentials: `message` says why,
+    `fix` what to do first. str() is the one line: reason → fix."""
+
+    def __init__(self, message: str, fix: str, reason: str = "failed") -> None:
+        super().__init__("credential-plugin", message)
+        self.fix, self.reason = fix, reason
+
+    def __str__(self) -> str:
+        return f"{self.message} → {self.fix}"
+
+
+@dataclass(frozen=True)
+class ExecPlugin:
+    command: str
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    api_version: str = "client.authentication.k8s.io/v1beta1"
+    interactive_mode: str = "IfAvailable"
+    provide_cluster_info: bool = False
+    install_hint: str = ""
+
+    @classmethod
+    def from_user(cls, user: dict) -> "ExecPlugin | None":
+        ex = user.get("exec")
+        if not isinstance(ex, dict) or not ex.get("command"):
+            return None
+        env = tuple((str(e.get("name")), str(e.get("value", ""))) for e in ex.get("env") or []
+                    if isinstance(e, dict) and e.get("name"))
+        return cls(str(ex["command"]), tuple(str(a) for a in ex.get("args") or []), env,
+                   str(ex.get("apiVersion") or cls.api_version),
+                   str(ex.get("interactiveMode") or "IfAvailable"),
+                   bool(ex.get("provideClusterInfo")), str(ex.get("installHint") or ""))
+
+    @property
+    def name(self) -> str:
+        """`aws eks get-token`: the command and its leading words, as a person would say it."""
+        words = [os.path.basename(self.command)]
+        for a in self.args:
+            if a.startswith("-") or len(words) >= 3:
+                break
+            words.append(a)
+        return " ".join(words)
+
+    def arg(self, *flags: str) -> str | None:
+        for i, a in enumerate(self.args):
+            for f in flags:
+                if a == f and i + 1 < len(self.args):
+                    return self.args[i + 1]
+                if a.startswith(f + "="):
+                    return a.split("=", 1)[1]
+        return None
+
+    def env_value(self, *names: str) -> str | None:
+        d = dict(self.env)
+        return next((d[n] for n in names if d.get(n)), None)
+
+
+@dataclass(frozen=True)
+class Target:
+    context: str
+    cluster: str            # the kubeconfig's cluster entry name
+    server: str
+    user: str               # the kubeconfig's user entry name
+    namespace: str
+    files: tuple[str, ...]  # the kubeconfig files merged, in order
+    config: dict = field(repr=False, compare=False, hash=False)  # single-context kubeconfig
+    read_only: bool = False
+
+    @property
+    def server_host(self) -> str:
+        u = urlparse(self.server)
+        return u.netloc or self.server
+
+    @property
+    def exec_plugin(self) -> ExecPlugin | None:
+        return ExecPlugin.from_user(self.config["users"][0]["user"])
+
+    @property
+    def aws_profile(self) -> str | None:
+        p = self.exec_plugin
+        return p and (p.env_value("AWS_PROFILE", "AWS_DEFAULT_PROFILE") or p.arg("--profile"))
+
+    @property
+    def aws_region(self) -> str | None:
+        p = self.exec_plugin
+        return p and (p.arg("--region") or p.env_value("AWS_REGION", "AWS_DEFAULT_REGION"))
+
+    def describe(self) -> str:
+        return f"{self.context} ({self.server_host}, user {self.user})"
+
+    # -- the pinned file the tools read -----------------------------------------------------
+    def kubeconfig_path(self) -> str:
+        """The single-context kubeconfig, written once (0600) under the state directory. Its
+        name is a hash of its content, so concurrent runs on one target share it."""
+        text = json.dumps(self.config, indent=1, sort_keys=True)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        folder = state_dir() / "targets"
+        path = folder / f"{_safe(self.context)}-{digest}.kubeconfig"
+        with _write_lock:
+            if not path.exists():
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                tmp = folder / f".{path.name}.{os.getpid()}"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(text)
+                os.replace(tmp, path)
+        _PINNED[str(path)] = self
+        return str(path)
+
+    def tool_flags(self, tool: str) -> list[str]:
+        flag = "--kube-context" if tool == "helm" else "--context"
+        return ["--kubeconfig", self.kubeconfig_path(), flag, self.context]
+
+    def tool_env(self) -> dict[str, str]:
+        """For the runner: a tool started without flags reads the same pinned file."""
+        return {"KUBECONFIG": self.kubeconfig_path(), "HELM_KUBECONTEXT": self.context}
+
+
+_write_lock = threading.Lock()
+_PINNED: dict[str, Target] = {}  # pinned file path -> its Target, so reading it back is free
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "ambient-tui"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:60] or "context"
+
+
+# -- reading and merging --------------------------------------------------------------------
+def kubeconfig_files(kubeconfig: str | None = None, environ=None) -> tuple[list[str], bool]:
+    """(files in merge order, explicit): --kubeconfig alone (must exist), else $KUBECONFIG's
+    entries (missing ones are skipped, as kubectl does), else ~/.kube/config."""
+    environ = os.environ if environ is None else environ
+    if kubeconfig:
+        return [kubeconfig], True
+    env = environ.get("KUBECONFIG")
+    if env:
+        return list(dict.fromkeys(p for p in env.split(os.pathsep) if p)), False
+    return [str(Path(environ.get("HOME") or Path.home()) / ".kube" / "config")], False
+
+
+def _read(path: str) -> dict | None:
+    import yaml
+
+    from ambient_tui.yaml_loader import SAFE_LOADER
+
+    try:
+        data = yaml.load(Path(path).read_text(), Loader=SAFE_LOADER) or {}
+    except FileNotFoundError:
+        return None
+    except (OSError, yaml.YAMLError) as e:
+        raise ClusterAccessError("no-kubeconfig", f"cannot read kubeconfig {path}: "
+                                 f"{str(e).splitlines()[0][:160]}") from None
+    if not isinstance(data, dict):
+        raise ClusterAccessError("no-kubeconfig", f"kubeconfig {path} is not a kubeconfig (no mapping)")
+    return data
+
+
+def merge(docs: list[tuple[str, dict]]) -> dict:
+    """kubectl's merge of several kubeconfigs: for clusters, users and contexts the first entry
+    with a name wins (the first file, then the first in that file); current-context comes from
+    the first file that sets it. Each entry remembers the file it came from (`_origin`), whose
+    folder its relative paths are relative to."""
+    out: dict = {"clusters": {}, "users": {}, "contexts": {}, "current-context": ""}
+    for path, data in docs:
+        for section, key in SECTIONS:
+            for item in data.get(section) or []:
+                if not isinstance(item, dict) or not item.get("name"):
+                    continue
+                name = str(item["name"])
+                if name not in out[section]:
+                    out[section][name] = {"_origin": path, **(item.get(key) or {})}
+        if not out["current-context"] and data.get("current-context"):
+            out["current-context"] = str(data["current-context"])
+    return out
+
+
+def _absolute(entry: dict, keys: tuple[str, ...]) -> dict:
+    base = Path(entry.get("_origin") or ".").resolve().parent
+    for k in keys:
+        v = entry.get(k)
+        if isinstance(v, str) and v and not os.path.isabs(v):
+            entry[k] = str(base / os.path.expanduser(v))
+    return entry
+
+
+def resolve(kubeconfig: str | None = None, context: str | None = None, *, read_only: bool = False,
+            environ=None) -> Target:
+    """The Target for `context` (default: the merged current-context), or ClusterAccessError."""
+    if kubeconfig and kubeconfig in _PINNED and _PINNED[kubeconfig].context == (context or _PINNED[kubeconfig].context):
+        t = _PINNED[kubeconfig]
+        return t if t.read_only == read_only else dataclasses.replace(t, read_only=read_only)
+    files, _explicit = kubeconfig_files(kubeconfig, environ)
+    docs = [(p, d) for p in files if (d := _read(p)) is not None]
+    where = ":".join(files)
+    if not docs:
+        raise ClusterAccessError("no-kubeconfig", f"no kubeconfig at {where}; pass --kubeconfig, "
+                                 "set KUBECONFIG or run `aws eks update-kubeconfig --name CLUSTER`")
+    m = merge(docs)
+    known = ", ".join(sorted(m["contexts"])) or "none"
+    name = context or m["current-context"]
+    if not name:
+        raise ClusterAccessError("unknown-context", f"kubeconfig {where} has no current-context; "
+                                 f"pass --context (known: {known})")
+    if name not in m["contexts"]:
+        raise ClusterAccessError("unknown-context", f"context {name!r} is not in kubeconfig {where}; "
+                                 f"known contexts: {known}")
+    ctx = dict(m["contexts"][name])
+    cluster_name, user_name = str(ctx.get("cluster") or ""), str(ctx.get("user") or "")
+    if cluster_name not in m["clusters"]:
+        raise ClusterAccessError("unknown-context", f"context {name!r} names cluster {cluster_name!r}, "
+                                 f"which is not in kubeconfig {where}")
+    cluster = _absolute(dict(m["clusters"][cluster_name]), ("certificate-authority",))
+    user = copy.deepcopy(m["users"].get(user_name) or {"_origin": ""})  # no user: anonymous
+    user = _absolute(user, ("client-certificate", "client-key", "tokenFile"))
+    ex = user.get("exec")
+    if isinstance(ex, dict) and os.sep in str(ex.get("command") or ""):  # not a PATH lookup
+        ex.update(_absolute({"_origin": user["_origin"], "command": ex["command"]}, ("command",)))
+    for entry in (cluster, user, ctx):
+        entry.pop("_origin", None)
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": name,
+              "clusters": [{"name": cluster_name, "cluster": cluster}],
+              "users": [{"name": user_name, "user": user}],
+              "contexts": [{"name": name, "context": ctx}]}
+    return Target(name, cluster_name, str(cluster.get("server") or ""), user_name,
+                  str(ctx.get("namespace") or "default"), tuple(p for p, _ in docs), config, read_only)
+
+
+def pin_steps(steps, target: Target) -> None:
+    """Every helm, kubectl and istioctl step of a plan talks to the target and nothing else."""
+    for s in steps:
+        argv = getattr(s, "argv", None)
+        if not argv or os.path.basename(argv[0]) not in TOOLS or "--kubeconfig" in argv:
+            continue
+        flags = target.tool_flags(os.path.basename(argv[0]))
+        if os.path.basename(argv[0]) == "helm":
+            argv += flags
+        else:
+            argv[1:1] = flags
+
+
+# -- the exec credential plugin --------------------------------------------------------------
+def classify(plugin: ExecPlugin, *, missing: bool = False, timed_out: bool = False, code: int = 0,
+             output: str = "", profile: str | None = None, timeout: float = PLUGIN_TIMEOUT) -> CredentialPluginError:
+    """One failed plugin run as its own message and next step."""
+    name = f"the credential plugin `{plugin.name}`"
+    login = f"get credentials first in a shell (run `{plugin.name} ...` there), then start ambient-tui again"
+    if missing:
+        exe = os.path.basename(plugin.command)
+        hint = plugin.install_hint.strip().splitlines()[0] if plugin.install_hint.strip() else ""
+        return CredentialPluginError(f"{name} cannot start: {exe} not found",
+                                     INSTALL_HINTS.get(exe) or hint or f"install {exe}, or fix the "
+                                     "exec command of this kubeconfig user", "missing")
+    if plugin.interactive_mode == "Always":
+        return CredentialPluginError(f"{name} needs a terminal to ask for input (interactiveMode: "
+                                     "Always), and ambient-tui never gives it one", login, "interactive")
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    if timed_out:
+        return CredentialPluginError(f"{name} did not finish within {timeout:g}s and was stopped "
+                                     "(waiting for a login or for input?)", login, "interactive")
+    if PROMPT.search(output):
+        said = next((ln for ln in lines if PROMPT.search(ln)), "")
+        return CredentialPluginError(f"{name} asked for input ({_clip(said)}) and was stopped: "
+                                     "plugins get no keyboard here", login, "interactive")
+    said = next((ln for ln in reversed(lines) if SSO_EXPIRED.search(ln)), lines[-1] if lines else "")
+    said = _clip(said) or f"exit code {code}"
+    if SSO_EXPIRED.search(output):
+        fix = (f"run `aws sso login --profile {profile}`" if profile else "run `aws sso login`") \
+            if os.path.basename(plugin.command) == "aws" else f"log in again ({plugin.name})"
+        return CredentialPluginError(f"{name} failed: {said}", fix, "expired")
+    return CredentialPluginError(f"{name} failed: {said}",
+                                 f"run `{plugin.name}` in a shell to see the whole error", "failed")
+
+
+def _clip(text: str) -> str:
+    from ambient_tui.engine.redact import redact
+
+    return redact(text)[:200]
+
+
+_tokens: dict[tuple, tuple[dict, dt.datetime | None]] = {}
+_tokens_lock = threading.Lock()
+
+
+def run_plugin(target: Target, timeout: float = PLUGIN_TIMEOUT, fresh: bool = False) -> dict:
+    """The ExecCredential status (token or client certificate), cached until it expires."""
+    plugin = target.exec_plugin
+    key = (plugin, target.server)
+    with _tokens_lock:
+        cached = _tokens.get(key)
+        now = dt.datetime.now(dt.timezone.utc)
+        if cached and not fresh and (cached[1] is None or cached[1] - EXPIRY_SKEW > now):
+            return cached[0]
+        status, expiry = _run_plugin(target, plugin, timeout)
+        _tokens[key] = (status, expiry)
+        return status
+
+
+def _run_plugin(target: Target, plugin: ExecPlugin, timeout: float) -> tuple[dict, dt.datetime | None]:
+    profile = plugin.env_value("AWS_PROFILE") or plugin.arg("--profile") or os.environ.get("AWS_PROFILE")
+    if plugin.interactive_mode == "Always":
+        raise classify(plugin)
+    info: dict = {"apiVersion": plugin.api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
+    if plugin.provide_cluster_info:
+        cl = target.config["clusters"][0]["cluster"]
+        info["spec"]["cluster"] = {k2: cl[k1] for k1, k2 in (
+            ("server", "server"), ("certificate-authority-data", "certificate-authority-data"),
+            ("insecure-skip-tls-verify", "insecure-skip-tls-verify"), ("tls-server-name", "tls-server-name"))
+            if k1 in cl}
+    env = {**os.environ, **dict(plugin.env), "KUBERNETES_EXEC_INFO": json.dumps(info)}
+    try:
+        # No stdin, no terminal (a new session cannot open /dev/tty), output captured.
+        proc = subprocess.Popen([plugin.command, *plugin.args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                                start_new_session=True)
+    except (FileNotFoundError, NotADirectoryError):
+        raise classify(plugin, missing=True) from None
+    except PermissionError as e:
+        raise CredentialPluginError(f"the credential plugin `{plugin.name}` cannot start: {e.strerror}",
+                                    f"make {plugin.command} executable", "missing") from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        raise classify(plugin, timed_out=True, timeout=timeout) from None
+    if proc.returncode != 0:
+        raise classify(plugin, code=proc.returncode, output=err + "\n" + out, profile=profile)
+    try:
+        cred = json.loads(out)
+        status = cred["status"]
+        if cred.get("kind") != "ExecCredential" or not isinstance(status, dict) or not (
+                status.get("token") or status.get("clientCertificateData")):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise CredentialPluginError(f"the credential plugin `{plugin.name}` printed no ExecCredential "
+                                    f"with a token or client certificate ({_clip(err.strip()) or 'stdout: ' + _clip(out.strip())})",
+                                    f"run `{plugin.name}` in a shell and check what it prints", "failed") from None
+    expiry = None
+    if status.get("expirationTimestamp"):
+        try:
+            expiry = dt.datetime.fromisoformat(str(status["expirationTimestamp"]).replace("Z", "+00:00"))
+            if expiry.tzinfo is None:
+                expiry = expiry.replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            expiry = None
+    return status, expiry
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.communicate()
+
+
+def api_client(target: Target, fail_fast: bool = True):
+    """A kubernetes ApiClient for the target; an exec plugin runs here (see run_plugin), and
+    again shortly before its token expires. Does not contact the API server."""
+    from kubernetes import client, config
+
+    cfg_dict = copy.deepcopy(target.config)
+    user = cfg_dict["users"][0]["user"]
+    plugin = ExecPlugin.from_user(user)
+    expiring = False
+    if plugin is not None:
+        status = run_plugin(target)
+        user.pop("exec", None)
+        if status.get("token"):
+            user["token"] = status["token"]
+            expiring = bool(status.get("expirationTimestamp"))
+        else:
+            user["client-certificate-data"] = base64.b64encode(status["clientCertificateData"].encode()).decode()
+            user["client-key-data"] = base64.b64encode(str(status.get("clientKeyData", "")).encode()).decode()
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config_from_dict(cfg_dict, context=target.context, client_configuration=cfg,
+                                          persist_config=False)
+    except Exception as e:  # noqa: BLE001 - ConfigException: a broken entry
+        raise ClusterAccessError("no-kubeconfig", f"kubeconfig {':'.join(target.files)}, context "
+                                 f"{target.context}: {str(e).splitlines()[0][:200]}") from None
+    if expiring:
+        def refresh(c) -> None:  # called before every request; cheap while the token is valid
+            c.api_key["BearerToken"] = "Bearer " + run_plugin(target)["token"]
+        cfg.refresh_api_key_hook = refresh
+    if fail_fast:
+        cfg.retries = 0  # the checks have their own timeouts; the watches keep urllib3's retries
+    return client.ApiClient(cfg)
