@@ -220,3 +220,27 @@ def test_helm_rollback_confirm_snapshot(snap_compare):
         await pilot.press(*"tiny")
         await pilot.pause()
     assert snap_compare(HelmApp(StubHelmProvider(REVS)), terminal_size=(80, 24), run_before=run)
+
+
+class ReadOnlyHelmApp(HelmApp):
+    read_only = True  # as AmbientApp(read_only=True) / --read-only
+
+
+@pytest.mark.asyncio
+async def test_read_only_offers_no_fix_and_no_rollback():
+    app = ReadOnlyHelmApp(StubHelmProvider(REVS))
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(HelmPane)
+        await pilot.pause()
+        await select(pilot, pane, "tiny")
+        await pilot.press("f")  # a failed release: without --read-only this opens the confirmation
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmHelmCommand)
+        await pilot.press("h")  # the history is a read: still there
+        await pilot.pause()
+        hist = app.screen
+        assert isinstance(hist, HelmHistoryScreen)
+        assert "helm.rollback" not in {b.binding.id for b in hist.active_bindings.values() if b.enabled}
+        await pilot.press("down", "b")
+        await pilot.pause()
+        assert app.screen is hist

@@ -316,3 +316,23 @@ async def test_real_session_unreachable_cluster_is_a_clear_error(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: missing.state == "failed", 30)
         assert "cannot read kubeconfig" in text_of(missing, "#u-status")
+
+
+class ReadOnlyHost(Host):
+    read_only = True  # as AmbientApp(read_only=True) / --read-only
+
+
+@pytest.mark.asyncio
+async def test_read_only_shows_the_review_and_runs_nothing(tmp_path):
+    session = FakeSession(tmp_path)
+    screen = UninstallScreen(session=session)
+    app = ReadOnlyHost(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: screen.state == "review")
+        assert "uninstall.run" not in {b.binding.id for b in screen.active_bindings.values() if b.enabled}
+        screen.query_one("#u-confirm-input", Input).value = "demo"
+        await pilot.press("f9")
+        screen.action_run()  # the input's submit calls this directly
+        await pilot.pause(0.3)
+        assert screen.state == "review" and session.calls == ["discover"]
+        assert not session.journal_file.exists()

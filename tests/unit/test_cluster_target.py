@@ -248,3 +248,15 @@ def test_cluster_access_check_fails_with_the_plugin_message_and_others_skip(tmp_
     assert "Token has expired" in c.detail and c.fix
     with pytest.raises(Skip, match="credential-plugin"):
         rbac(ctx)
+
+
+@pytest.mark.parametrize("argv", [["--read-only", "install", "--yes"], ["install", "--yes", "--read-only"],
+                                  ["--read-only", "uninstall", "--yes"], ["uninstall", "--read-only"]])
+def test_read_only_refuses_writes_in_one_line_before_touching_anything(argv, tmp_path, monkeypatch, capsys):
+    from ambient_tui.cli import main
+
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))  # nothing to reach: refused first
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--read-only" in err and "nothing was done" in err
+    assert not (tmp_path / "state").exists()
