@@ -110,6 +110,7 @@ def cmd_tui(args) -> int:
     try:
         # Resolved once, here: a context switched later in another shell changes nothing.
         target = target_from_args(args)
+        target.kubeconfig_path()  # written now: an unwritable state folder is one line here
     except ClusterAccessError as e:
         raise UsageError(e.message) from None
     settings.context = target.context

@@ -51,17 +51,18 @@ class CheckContext:
         self.kubeconfig = kubeconfig
         self.context = context or getattr(settings, "context", None)
         self.env = env
-        self.target, self.target_error = target, None
-        if target is None:
-            from ambient_tui.cluster.target import resolve
-            try:
-                self.target = resolve(self.kubeconfig, self.context)
-            except ClusterAccessError as e:  # reported by cluster-access; the rest skip
-                self.target_error = e
+        self.target, self.target_error = None, None
+        try:
+            if target is None:
+                from ambient_tui.cluster.target import resolve
+                target = resolve(self.kubeconfig, self.context)
+            self.kubeconfig, self.context = target.kubeconfig_path(), target.context
+            self.target = target
+        except ClusterAccessError as e:  # reported by cluster-access; the rest skip
+            self.target_error = e
         if self.target is not None:
             from ambient_tui.aws import eks
 
-            self.kubeconfig, self.context = self.target.kubeconfig_path(), self.target.context
             eks.use_profile(self.target.aws_profile)  # the AWS checks and the add-on fix
         self.catalog = catalog or catalog_mod.load()
         self.release, self.version = self.catalog.resolve(settings.istio_version)

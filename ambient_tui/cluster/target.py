@@ -156,13 +156,17 @@ class Target:
         folder = state_dir() / "targets"
         path = folder / f"{_safe(self.context)}-{digest}.kubeconfig"
         with _write_lock:
-            if not path.exists():
-                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-                tmp = folder / f".{path.name}.{os.getpid()}"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(text)
-                os.replace(tmp, path)
+            try:
+                if not path.exists():
+                    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    tmp = folder / f".{path.name}.{os.getpid()}"
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "w") as fh:
+                        fh.write(text)
+                    os.replace(tmp, path)
+            except OSError as e:
+                raise ClusterAccessError("no-kubeconfig", f"cannot write the pinned kubeconfig in {folder}: "
+                                         f"{e.strerror}; set XDG_STATE_HOME to a writable folder") from None
         _PINNED[str(path)] = self
         return str(path)
 
@@ -307,6 +311,9 @@ def classify(plugin: ExecPlugin, *, missing: bool = False, timed_out: bool = Fal
     """One failed plugin run as its own message and next step."""
     name = f"the credential plugin `{plugin.name}`"
     login = f"get credentials first in a shell (run `{plugin.name} ...` there), then start ambient-tui again"
+    if os.path.basename(plugin.command) == "aws":  # the CLI caches what an MFA prompt gave it
+        login = (f"get credentials first in a shell: `aws sts get-caller-identity"
+                 f"{' --profile ' + profile if profile else ''}` asks once and caches them; then start again")
     if missing:
         exe = os.path.basename(plugin.command)
         hint = plugin.install_hint.strip().splitlines()[0] if plugin.install_hint.strip() else ""
@@ -361,7 +368,7 @@ def run_plugin(target: Target, timeout: float = PLUGIN_TIMEOUT, fresh: bool = Fa
 def _run_plugin(target: Target, plugin: ExecPlugin, timeout: float) -> tuple[dict, dt.datetime | None]:
     profile = plugin.env_value("AWS_PROFILE") or plugin.arg("--profile") or os.environ.get("AWS_PROFILE")
     if plugin.interactive_mode == "Always":
-        raise classify(plugin)
+        raise classify(plugin, profile=profile)
     info: dict = {"apiVersion": plugin.api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
     if plugin.provide_cluster_info:
         cl = target.config["clusters"][0]["cluster"]
@@ -384,7 +391,7 @@ def _run_plugin(target: Target, plugin: ExecPlugin, timeout: float) -> tuple[dic
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill(proc)
-        raise classify(plugin, timed_out=True, timeout=timeout) from None
+        raise classify(plugin, timed_out=True, timeout=timeout, profile=profile) from None
     if proc.returncode != 0:
         raise classify(plugin, code=proc.returncode, output=err + "\n" + out, profile=profile)
     try:

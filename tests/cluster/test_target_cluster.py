@@ -181,7 +181,8 @@ def test_failing_exec_plugins_have_their_own_message_and_no_403(case, env, kubec
                                           "refresh failed' >&2\nexit 1\n")
         want = "failed: Error when retrieving token from sso: Token has expired and refresh failed"
     else:
-        command = plugin(tmp_path, "mfa", "printf 'PLUGIN-STDERR Enter MFA code: ' >&2\n"
+        command = plugin(tmp_path, "mfa", "echo 'PLUGIN-STDERR: assuming the role' >&2\n"
+                                          "printf 'Enter MFA code for arn:aws:iam::1:mfa/me: ' >&2\n"
                                           "read -r code || exit 1\necho \"$code\" > /dev/null\nexit 1\n")
         want = "asked for input"
     kc = with_exec(kubeconfig, tmp_path / "exec.kubeconfig", command, {"AWS_PROFILE": "prod"})
@@ -212,7 +213,8 @@ async def test_tui_preflight_shows_the_plugin_failure_and_nothing_reaches_the_te
     from screens.preflight import PreflightPane
 
     monkeypatch.setenv("XDG_STATE_HOME", env["XDG_STATE_HOME"])
-    command = plugin(tmp_path, "aws", "echo 'PLUGIN-STDERR: Token has expired and refresh failed' >&2\nexit 1\n")
+    command = plugin(tmp_path, "aws", "echo 'PLUGIN-STDERR: reading the cache' >&2\n"
+                                      "echo 'Token has expired and refresh failed' >&2\nexit 1\n")
     target = tg.resolve(str(with_exec(kubeconfig, tmp_path / "exec.kubeconfig", command,
                                       {"AWS_PROFILE": "prod"})))
     plan = whoami_plan(build.bin_path("kubectl"))

@@ -260,3 +260,10 @@ def test_read_only_refuses_writes_in_one_line_before_touching_anything(argv, tmp
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--read-only" in err and "nothing was done" in err
     assert not (tmp_path / "state").exists()
+
+
+def test_an_aws_mfa_prompt_says_how_to_cache_credentials_first():
+    e = tg.classify(tg.ExecPlugin("aws", ("eks", "get-token")), code=255, profile="prod",
+                    output="Enter MFA code for arn:aws:iam::123456789012:mfa/me: \nEOFError")
+    assert e.reason == "interactive" and "asked for input (Enter MFA code for arn:aws:iam::123456789012:mfa/me:)" in e.message
+    assert e.fix.startswith("get credentials first in a shell: `aws sts get-caller-identity --profile prod`")
