@@ -160,16 +160,6 @@ def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None) -
     return plan
 
 
-def pin_context(plan: Plan, kube_context: str) -> None:
-    """helm and kubectl follow the kubeconfig's current-context, which can change under a long
-    run; pin every step to the chosen one."""
-    for s in plan.steps:
-        if s.argv and s.argv[0] == "helm":
-            s.argv += ["--kube-context", kube_context]
-        elif s.argv and s.argv[0] in ("kubectl", "istioctl"):
-            s.argv[1:1] = ["--context", kube_context]
-
-
 def hbone_problem(lines: list[str], namespace: str) -> str:
     """The post-check's verdict on `istioctl ztunnel-config workloads` output: every workload
     of an enrolled namespace should use PROTOCOL HBONE (TCP means it is not in the mesh)."""
