@@ -122,14 +122,15 @@ def whoami_plan(kubectl: str) -> Plan:
 @pytest.mark.asyncio
 async def test_tui_stays_on_the_pinned_target_when_another_shell_switches(env, kubeconfig, control_plane,
                                                                           tools, tmp_path, monkeypatch):
-    """Another process runs `kubectl config use-context` and even `set-context` to point the
-    pinned context at the restricted user; the TUI's steps, preflight and header do not move."""
+    """Started on a merged KUBECONFIG list; then another process runs `kubectl config
+    use-context` and even `set-context` to point the pinned context at the restricted user;
+    the TUI's steps, preflight and header do not move."""
     from screens.app import AmbientApp
     from screens.preflight import PreflightPane
 
     monkeypatch.setenv("XDG_STATE_HOME", env["XDG_STATE_HOME"])
     mine = write(tmp_path / "mine.kubeconfig", load(kubeconfig))
-    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'missing'}:{mine}")
+    monkeypatch.setenv("KUBECONFIG", merged_list(mine, tmp_path))  # the context is in the 2nd file
     target = tg.resolve()
     plan = whoami_plan(tools.kubectl)
     tg.pin_steps(plan.steps, target)
