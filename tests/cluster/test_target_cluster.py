@@ -43,7 +43,9 @@ def env(admin_env, tmp_path):
 
 
 def load(path) -> dict:
-    return json.loads(Path(path).read_text())
+    import yaml  # kubectl writes YAML back
+
+    return yaml.safe_load(Path(path).read_text())
 
 
 def write(path: Path, doc: dict) -> Path:
