@@ -93,10 +93,13 @@ class ExecPlugin:
     @property
     def name(self) -> str:
         """`aws eks get-token`: the command and its leading words, as a person would say it."""
-        words = [os.path.basename(self.command)]
-        for a in self.args:
-            if a.startswith("-") or len(words) >= 3:
+        words, skip = [os.path.basename(self.command)], False
+        for a in self.args:  # `--region us-east-1 eks get-token`: flags and their values skipped
+            if len(words) >= 3:
                 break
+            if skip or a.startswith("-"):
+                skip = a.startswith("-") and "=" not in a and not skip
+                continue
             words.append(a)
         return " ".join(words)
 

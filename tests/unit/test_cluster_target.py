@@ -127,7 +127,7 @@ def test_aws_profile_and_region_come_from_the_exec_block(tmp_path):
                               users=[("u", {"exec": ex})], contexts=[("x", {"cluster": "c", "user": "u"})],
                               current="x"))
     assert (t.aws_profile, t.aws_region) == ("prod-admin", "eu-west-1")
-    assert t.exec_plugin.name == "aws"  # the first argument is a flag
+    assert t.exec_plugin.name == "aws eks get-token"  # `--region eu-west-1` skipped
     ex2 = dict(ex, args=["eks", "get-token", "--cluster-name", "prod", "--profile", "p2"], env=[])
     plugin = tg.ExecPlugin.from_user({"exec": ex2})
     assert plugin.name == "aws eks get-token" and plugin.arg("--profile") == "p2"
