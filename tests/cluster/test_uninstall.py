@@ -130,7 +130,8 @@ def test_install_then_uninstall_headless(env, tools, api, control_plane):
         assert code == 0, err
         assert "Gateway shop/waypoint (waypoint)" in out and "HelmRelease istio-system/istiod" in out
         assert "CustomResourceDefinition httproutes.gateway.networking.k8s.io" in out
-        assert "helm uninstall istiod --namespace istio-system" in out
+        # pinned to the one target: helm --kubeconfig PINNED --kube-context CONTEXT uninstall ...
+        assert "--kube-context arn:aws:eks:" in out and " uninstall istiod --namespace istio-system" in out
         assert releases(env, tools) == ["istio-base", "istiod"]  # dry-run changed nothing
 
         code, out, err = uninstall("--yes", "--purge-crds")
@@ -236,7 +237,8 @@ def test_interrupted_uninstall_resumes(env, tools, api, control_plane, monkeypat
     code, out, err = uninstall("--yes")
     assert code == 1, out + err
     assert "FAILED" in out and "rerun with --resume" in out
-    assert "HelmRelease istio-system/istio-base: remove with `helm uninstall istio-base -n istio-system`" in out
+    assert "HelmRelease istio-system/istio-base: remove with `helm --kube-context arn:aws:eks:" in out
+    assert " uninstall istio-base -n istio-system`" in out
     assert releases(env, tools) == ["istio-base"]  # istiod went, base did not
 
     monkeypatch.setenv("PATH", env["PATH"])
