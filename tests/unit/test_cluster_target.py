@@ -10,6 +10,7 @@ import stat
 
 import pytest
 
+from ambient_tui.cluster import exec_plugin as ep
 from ambient_tui.cluster import target as tg
 from ambient_tui.cluster.client import ClusterAccessError
 
@@ -28,7 +29,7 @@ def kubeconfig(path, clusters=(), users=(), contexts=(), current=None):
 @pytest.fixture(autouse=True)
 def state(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    tg._tokens.clear()
+    ep._tokens.clear()
 
 
 def test_merge_first_file_wins_per_name_and_current_context(tmp_path):
@@ -129,7 +130,7 @@ def test_aws_profile_and_region_come_from_the_exec_block(tmp_path):
     assert (t.aws_profile, t.aws_region) == ("prod-admin", "eu-west-1")
     assert t.exec_plugin.name == "aws eks get-token"  # `--region eu-west-1` skipped
     ex2 = dict(ex, args=["eks", "get-token", "--cluster-name", "prod", "--profile", "p2"], env=[])
-    plugin = tg.ExecPlugin.from_user({"exec": ex2})
+    plugin = ep.ExecPlugin.from_user({"exec": ex2})
     assert plugin.name == "aws eks get-token" and plugin.arg("--profile") == "p2"
 
 
@@ -178,11 +179,11 @@ def test_a_token_without_expiry_is_fetched_once(tmp_path):
 
 def test_a_missing_plugin_says_install_it(tmp_path):
     t = plugin_target(tmp_path, None, command="aws-not-installed-here")
-    with pytest.raises(tg.CredentialPluginError) as e:
+    with pytest.raises(ep.CredentialPluginError) as e:
         tg.api_client(t)
     assert e.value.kind == "credential-plugin" and e.value.reason == "missing"
     assert "aws-not-installed-here not found" in str(e.value)
-    aws = tg.classify(tg.ExecPlugin("aws", ("eks", "get-token")), missing=True)
+    aws = ep.classify(ep.ExecPlugin("aws", ("eks", "get-token")), missing=True)
     assert str(aws).startswith("the credential plugin `aws eks get-token` cannot start: aws not found → "
                                "install the AWS CLI")
 
@@ -191,12 +192,12 @@ def test_an_expired_sso_session_says_aws_sso_login_with_the_profile(tmp_path):
     t = plugin_target(tmp_path, "echo 'Error when retrieving token from sso: Token has expired and "
                                 "refresh failed' >&2\nexit 255\n",
                       env=[{"name": "AWS_PROFILE", "value": "prod"}])
-    with pytest.raises(tg.CredentialPluginError) as e:
-        tg.run_plugin(t)
+    with pytest.raises(ep.CredentialPluginError) as e:
+        ep.run_plugin(t)
     assert e.value.reason == "expired"
     assert e.value.message.endswith("failed: Error when retrieving token from sso: Token has expired and refresh failed")
     # the script is not called aws, so the generic login advice; an `aws` command names the profile
-    aws = tg.classify(tg.ExecPlugin("aws", ("eks", "get-token")), code=255,
+    aws = ep.classify(ep.ExecPlugin("aws", ("eks", "get-token")), code=255,
                       output="Token has expired and refresh failed", profile="prod")
     assert aws.fix == "run `aws sso login --profile prod`"
     assert str(aws) == ("the credential plugin `aws eks get-token` failed: Token has expired and "
@@ -208,8 +209,8 @@ def test_a_plugin_that_prompts_gets_no_stdin_and_no_terminal_and_is_named(tmp_pa
     t = plugin_target(tmp_path, "printf 'Enter MFA code for arn:aws:iam::1:mfa/me: ' >&2\n"
                                 "if ( : > /dev/tty ) 2>/dev/null; then echo tty-open >&2; exit 9; fi\n"
                                 "read -r code || exit 1\necho \"got $code\" >&2\nexit 1\n")
-    with pytest.raises(tg.CredentialPluginError) as e:
-        tg.run_plugin(t)
+    with pytest.raises(ep.CredentialPluginError) as e:
+        ep.run_plugin(t)
     assert e.value.reason == "interactive", str(e.value)
     assert "asked for input (Enter MFA code" in e.value.message
     assert "get credentials first in a shell" in e.value.fix
@@ -218,21 +219,21 @@ def test_a_plugin_that_prompts_gets_no_stdin_and_no_terminal_and_is_named(tmp_pa
 def test_interactive_mode_always_is_not_even_started(tmp_path):
     marker = tmp_path / "started"
     t = plugin_target(tmp_path, f"touch {marker}\n", interactiveMode="Always")
-    with pytest.raises(tg.CredentialPluginError, match="interactiveMode: Always") as e:
-        tg.run_plugin(t)
+    with pytest.raises(ep.CredentialPluginError, match="interactiveMode: Always") as e:
+        ep.run_plugin(t)
     assert e.value.reason == "interactive" and not marker.exists()
 
 
 def test_a_hung_plugin_is_stopped(tmp_path):
     t = plugin_target(tmp_path, "sleep 30\n")
-    with pytest.raises(tg.CredentialPluginError, match=r"did not finish within 0.5s and was stopped"):
-        tg.run_plugin(t, timeout=0.5)
+    with pytest.raises(ep.CredentialPluginError, match=r"did not finish within 0.5s and was stopped"):
+        ep.run_plugin(t, timeout=0.5)
 
 
 def test_garbage_output_is_its_own_failure(tmp_path):
     t = plugin_target(tmp_path, "echo not-json\n")
-    with pytest.raises(tg.CredentialPluginError, match="printed no ExecCredential"):
-        tg.run_plugin(t)
+    with pytest.raises(ep.CredentialPluginError, match="printed no ExecCredential"):
+        ep.run_plugin(t)
 
 
 def test_cluster_access_check_fails_with_the_plugin_message_and_others_skip(tmp_path):
@@ -263,7 +264,7 @@ def test_read_only_refuses_writes_in_one_line_before_touching_anything(argv, tmp
 
 
 def test_an_aws_mfa_prompt_says_how_to_cache_credentials_first():
-    e = tg.classify(tg.ExecPlugin("aws", ("eks", "get-token")), code=255, profile="prod",
+    e = ep.classify(ep.ExecPlugin("aws", ("eks", "get-token")), code=255, profile="prod",
                     output="Enter MFA code for arn:aws:iam::123456789012:mfa/me: \nEOFError")
     assert e.reason == "interactive" and "asked for input (Enter MFA code for arn:aws:iam::123456789012:mfa/me:)" in e.message
     assert e.fix.startswith("get credentials first in a shell: `aws sts get-caller-identity --profile prod`")
