@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Checkbox, ContentSwitcher, Footer, Header, Input, Label, OptionList, Static
 from textual.worker import Worker, WorkerState
 
+from ambient_tui.engine.confirm import confirmed
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.plan import Plan, StepState
 from ambient_tui.plans.uninstall import Discovery, Options, deletion_list, kept_list
@@ -225,7 +226,7 @@ class UninstallScreen(BufferedOutput, Screen):
         self.plan = self.session.plan(d, self.options)
         self.query_one("#u-review", Static).update(self._review_text(d))
         self.query_one("#u-confirm-label", Label).update(
-            Text(f"Type {self.session.cluster} to confirm: " if not self.dry_run
+            Text(f"Type {self.session.phrase} to confirm: " if not self.dry_run
                  else "Dry-run: F9 shows the steps, nothing changes: ", no_wrap=True))
         self._show_status()
 
@@ -290,11 +291,12 @@ class UninstallScreen(BufferedOutput, Screen):
         if self.dry_run:
             self._start_run()
             return
-        typed = self.query_one("#u-confirm-input", Input).value.strip()
-        cluster = self.session.cluster
-        if self.plan.steps and typed != cluster:
-            self.error = (f"refused: typed {typed!r}, expected {cluster!r}; nothing was run"
-                          if typed else f"type {cluster} to confirm; nothing was run")
+        typed = self.query_one("#u-confirm-input", Input).value
+        phrase = self.session.phrase
+        if self.plan.steps and not confirmed(typed, phrase):
+            self.error = (f"refused: typed {typed!r}, expected {phrase!r} exactly; nothing was run"
+                          if typed else f"type {phrase} ({self.session.phrase_kind}) to confirm; "
+                                        "nothing was run")
             self.notify(self.error, severity="error", markup=False)
             self._show_status()
             return

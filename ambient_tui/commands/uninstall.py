@@ -108,10 +108,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return _verify(session, before, opts, say, verified_message)
 
     if not args.yes:
-        print(f"Type the cluster name ({cluster}) to remove the items above: ", end="", file=out, flush=True)
-        typed = (stdin.readline() or "").strip()
-        if typed != cluster:
-            return refuse(f"aborted, nothing changed: typed {typed!r}, expected {cluster!r}")
+        phrase = session.phrase
+        print(f"Type {session.phrase_kind} ({phrase}) to remove the items above: ", end="", file=out, flush=True)
+        typed = (stdin.readline() or "").rstrip("\r\n")  # exact: no trimming, no case folding
+        if not session.confirmed(typed):
+            return refuse(f"aborted, nothing changed: typed {typed!r}, expected {phrase!r} exactly")
 
     journal = session.journal()
     runner = Runner(plan, journal=journal)
