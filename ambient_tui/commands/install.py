@@ -190,6 +190,8 @@ def cmd_install(args) -> int:
 
     # A run the terminal dropped: say what it was doing, and unstick what helm left pending.
     previous = Journal.read(journal_path(cluster))
+    for line in previous.damage_report():  # said once, here; the damaged lines are skipped
+        _say(f"! {line}", sys.stderr)
     interrupted = repair.interrupted_steps(previous)
     for s in interrupted:
         _say(f"! the last run was interrupted: {s.describe()}")
@@ -238,12 +240,21 @@ def cmd_install(args) -> int:
     if repair_phase:
         first.append(repair_phase)
     plan.phases[:0] = first
+    # Before anything is asked or changed: a journal that cannot be written (a file or a
+    # directory where the state should be, a full disk) stops the run here.
+    journal = Journal.for_cluster(cluster)
+    try:
+        journal.check()
+    except JournalError as e:
+        print(f"ambient-tui: nothing was changed: {e}", file=sys.stderr)
+        return 2
     if not args.yes and not args.dry_run:
         sys.stdout.write(to_markdown(plan))
         sys.stdout.write("Run this plan? [y/N] ")
         sys.stdout.flush()
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
+            journal.close()
             print("not confirmed; nothing was changed")
             return 1
     env = {}
@@ -252,11 +263,6 @@ def cmd_install(args) -> int:
         env["KUBECONFIG"] = kc
     if kube_context:
         pin_context(plan, kube_context)  # the checked context, not whatever is current later
-    try:
-        journal = Journal.for_cluster(cluster)
-    except JournalError as e:
-        print(f"ambient-tui: {e}", file=sys.stderr)
-        return 2
     runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env or None)
     runner.subscribe(_printer(plan))
     if interrupted and not args.dry_run:
@@ -272,6 +278,12 @@ def cmd_install(args) -> int:
         return 2
     finally:
         journal.close()
+    if runner.journal_error is not None:
+        done = [s.id for s in plan.steps if s.state.value == "succeeded"]
+        _say(f"ambient-tui: {runner.journal_error}. The run stopped at a step boundary"
+             + (f" after {', '.join(done)}" if done else " before any change")
+             + "; `ambient-tui install` continues once the journal can be written", sys.stderr)
+        return 1
     if runner.interrupted:
         running = [s.id for s in plan.steps if s.state.value == "cancelled"]
         _say(f"ambient-tui: {runner.interrupted} during {', '.join(running) or 'the install'}; "
