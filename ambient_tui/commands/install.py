@@ -129,7 +129,13 @@ def already_installed(settings, releases: list[dict], version: str) -> list[str]
     return [w[0] for w in want]
 
 
-def _printer(plan):
+# The mark of a finished step: only a step that let the plan go on gets a tick.
+END_MARK = {"succeeded": "✔", "warned": "!", "skipped": "-", "cancelled": "■", "failed": "✘"}
+
+
+def _printer(plan, stream=None):
+    from ambient_tui.engine.redact import redact
+
     titles = {s.id: s.title for s in plan.steps}
 
     def on_event(ev) -> None:
@@ -141,9 +147,11 @@ def _printer(plan):
         elif ev.kind is EventKind.FAILED:
             line = f"✘ {ev.step_id} failed: {ev.message}"
         else:
-            line = f"✔ {ev.step_id} {ev.state}{': ' + ev.message if ev.message else ''}"
+            mark = END_MARK.get(ev.state, "?")
+            line = f"{mark} {ev.step_id} {ev.state}{': ' + ev.message if ev.message else ''}"
+        line = redact(line)  # helm echoes values and URLs: keys and tokens never reach the terminal
         try:
-            print(line, flush=True)
+            print(line, file=stream or sys.stdout, flush=True)
         except OSError:  # the terminal is gone (SSH dropped): the journal still gets everything
             pass
     return on_event

@@ -54,6 +54,7 @@ def _last_uninstall_run(path):
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None,
         stdin: TextIO | None = None) -> int:
     from ambient_tui.engine.events import EventKind
+    from ambient_tui.engine.redact import redact
     from ambient_tui.engine.journal import JournalError
     from ambient_tui.engine.runner import Runner
     from ambient_tui.plans import uninstall as u
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     session = UninstallSession(args.kubeconfig, args.context)
 
     def say(msg: str = "") -> None:
-        print(msg, file=out, flush=True)
+        print(redact(msg), file=out, flush=True)
 
     def refuse(msg: str, code: int = EXIT_FAILED) -> int:
         print(f"ambient-tui uninstall: {msg}", file=err, flush=True)
