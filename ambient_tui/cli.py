@@ -39,10 +39,16 @@ def _settings(args):
             raise UsageError(f"--values {item!r}: use COMPONENT=FILE with COMPONENT one of "
                              f"{', '.join(COMPONENT_KEYS)}")
         values[comp] = path
-    return Settings(istio_version=args.istio_version, method=args.method, gateway=args.gateway,
-                    chart_source=args.charts or args.chart_source, values=values,
-                    gateway_api_file=args.gateway_api_file,
-                    enroll=[n for n in args.enroll.split(",") if n])
+    settings = Settings(istio_version=args.istio_version, method=args.method, gateway=args.gateway,
+                        chart_source=args.charts or args.chart_source, values=values,
+                        gateway_api_file=args.gateway_api_file,
+                        enroll=[n for n in args.enroll.split(",") if n])
+    from ambient_tui.validate import InvalidInput, check_settings
+
+    try:  # every input, before anything changes (plan, install, --dry-run, the TUI)
+        return check_settings(settings)
+    except InvalidInput as e:
+        raise UsageError(str(e)) from None
 
 
 def _build_plan(args):
