@@ -70,7 +70,9 @@ class UninstallSession:
         except u.DiscoveryError:
             raise
         except Exception as e:  # urllib3 connection errors: the API server is not answering
-            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            from ambient_tui.cluster.client import connection_reason
+
+            first = connection_reason(str(e)) or type(e).__name__  # whole sentences, the cause
             raise u.DiscoveryError(f"cannot reach the cluster: {first}") from None
 
     def denied(self, d: u.Discovery, opts: u.Options) -> list[u.Permission]:
