@@ -200,6 +200,11 @@ class HelmPane(Widget):
     def _status(self, snap: HelmSnapshot) -> None:
         scope = "all namespaces" if snap.scope is None else ", ".join(snap.scope)
         line = Text()
+        stale = getattr(snap, "stale_since", None)
+        if stale is not None:  # the API is away: the rows are the last known list, kept
+            shown = time.strftime("%H:%M:%S", time.localtime(stale))
+            line.append(f"STALE · last known list from {shown} ({len(snap.releases)} releases) · ",
+                        style="bold yellow")
         if snap.state == RECONNECTING:
             line.append("reconnecting… ", style="bold yellow")
             line.append(snap.last_error[:120], style="yellow")

@@ -52,7 +52,7 @@ class StubHelmProvider:
             if r.key not in newest or r.revision > newest[r.key].revision:
                 newest[r.key] = r
         return HelmSnapshot(self.version, newest, self.state, self.error, dict(self.messages),
-                            ("istio-system", "istio-ingress"))
+                            ("istio-system", "istio-ingress"), getattr(self, "stale_since", None))
 
     def history(self, ns, name):
         return sorted((r for r in self.revisions if r.key == (ns, name)),
@@ -220,3 +220,23 @@ def test_helm_rollback_confirm_snapshot(snap_compare):
         await pilot.press(*"tiny")
         await pilot.pause()
     assert snap_compare(HelmApp(StubHelmProvider(REVS)), terminal_size=(80, 24), run_before=run)
+
+
+@pytest.mark.asyncio
+async def test_stale_list_is_kept_and_marked():
+    """During an API outage the watcher keeps the last list with stale_since: the pane keeps
+    the rows and says they are the last known ones (issue 15)."""
+    provider = StubHelmProvider(REVS)
+    app = HelmApp(provider)
+    async with app.run_test(size=(120, 24)) as pilot:
+        pane = app.query_one(HelmPane)
+        await pilot.pause()
+        assert "STALE" not in status_text(app)
+        provider.set(REVS, state=RECONNECTING, error="istio-system: connection refused", stale_since=NOW - 30)
+        await pilot.pause(0.15)
+        assert len(pane.table_rows()) == 2
+        text = status_text(app)
+        assert "STALE · last known list from" in text and "(2 releases)" in text and "reconnecting…" in text
+        provider.set(REVS, state=WATCHING, error="", stale_since=None)
+        await pilot.pause(0.15)
+        assert "STALE" not in status_text(app)
