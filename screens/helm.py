@@ -22,6 +22,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Log, Static
 
+from ambient_tui.engine.confirm import confirmation_phrase, confirmed
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.plan import Phase, Plan, Step
 from ambient_tui.engine.runner import Runner
@@ -384,6 +385,8 @@ class ConfirmHelmCommand(ModalScreen[bool]):
                  env: dict[str, str] | None = None) -> None:
         super().__init__()
         self.release, self.argv, self.why, self.env = release, argv, why, env or {}
+        # The release name, or (a release Secret without a name) a fixed sentence: never "".
+        self.phrase = confirmation_phrase(release.name)
         self.state = "confirming"   # then running, succeeded or failed (tests read it)
         self.output: list[str] = []
 
@@ -396,9 +399,10 @@ class ConfirmHelmCommand(ModalScreen[bool]):
                 shown = ", ".join(res[:12]) + (f" … and {len(res) - 12} more" if len(res) > 12 else "")
                 yield Static(Text(f"deletes {len(res)} objects: {shown or '(none listed)'}",
                                   style="yellow"), id="confirm-what")
-            yield Static(Text(f"type the release name ({self.release.name}) and press enter; "
-                              "escape cancels", style="dim"), id="confirm-help")
-            yield Input(placeholder=self.release.name, id="confirm-input")
+            yield Static(Text(f"type {'the release name ' if self.phrase == self.release.name else ''}"
+                              f"({self.phrase}) and press enter; escape cancels", style="dim"),
+                         id="confirm-help")
+            yield Input(placeholder=self.phrase, id="confirm-input")
             yield Static("", id="confirm-result")
             yield Log(max_lines=400, id="confirm-output")
 
@@ -410,9 +414,9 @@ class ConfirmHelmCommand(ModalScreen[bool]):
         event.stop()
         if self.state != "confirming":
             return
-        if event.value.strip() != self.release.name:
+        if not confirmed(event.value, self.phrase):  # exact: no trimming, case or prefix
             self.query_one("#confirm-result", Static).update(
-                Text(f"does not match {self.release.name}; nothing was run", style="bold red"))
+                Text(f"does not match {self.phrase}; nothing was run", style="bold red"))
             return
         self.state = "running"
         event.input.disabled = True

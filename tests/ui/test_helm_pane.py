@@ -165,11 +165,14 @@ async def test_history_and_rollback_confirmation_needs_the_typed_name():
         confirm = app.screen
         assert isinstance(confirm, ConfirmHelmCommand)
         assert str(confirm.query_one("#confirm-command").render()) == "helm rollback tiny 2 -n istio-system --wait"
-        # A wrong name runs nothing.
-        await pilot.press(*"tin", "enter")
-        await pilot.pause()
-        assert confirm.state == "confirming"
-        assert "does not match tiny; nothing was run" in str(confirm.query_one("#confirm-result").render())
+        # A wrong name runs nothing: a prefix, empty, blanks, the wrong case, surrounding blanks.
+        box = confirm.query_one("#confirm-input")
+        for typed in ("tin", "", "   ", "TINY", " tiny "):
+            box.value = typed
+            await pilot.press("enter")
+            await pilot.pause()
+            assert confirm.state == "confirming", typed
+            assert "does not match tiny; nothing was run" in str(confirm.query_one("#confirm-result").render())
         # Escape cancels and goes back to the history.
         await pilot.press("escape")
         await pilot.pause()
