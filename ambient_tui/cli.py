@@ -208,4 +208,8 @@ def entry() -> None:
 
 
 if __name__ == "__main__":
-    entry()
+    # `python -m ambient_tui.cli`: run the package module, so the UsageError that commands
+    # import from ambient_tui.cli is the one main() catches (not a __main__ copy of it).
+    from ambient_tui.cli import entry as _entry
+
+    _entry()
