@@ -317,8 +317,19 @@ class UninstallScreen(BufferedOutput, Screen):
     def _start_run(self) -> None:
         from ambient_tui.engine.runner import Runner
 
+        from ambient_tui.engine.journal import JournalError
+
         plan = self.plan
         journal = None if self.dry_run else self.session.journal()
+        if journal is not None:
+            try:  # a journal that cannot be written stops the uninstall before its first change
+                journal.check()
+            except JournalError as e:
+                journal.close()
+                self.error = f"nothing was run: {e}"
+                self.notify(self.error, severity="error", markup=False, timeout=15)
+                self._set_state(REVIEW)
+                return
         self.runner = Runner(plan, journal=journal, dry_run=self.dry_run)
         if not self.dry_run and self.session.unfinished():
             done = self.session.resume(self.runner)

@@ -116,6 +116,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             return refuse(f"aborted, nothing changed: typed {typed!r}, expected {phrase!r} exactly")
 
     journal = session.journal()
+    try:  # a journal that cannot be written stops the uninstall before its first change
+        journal.check()
+    except JournalError as e:
+        journal.close()
+        return refuse(f"nothing changed: {e}")
     runner = Runner(plan, journal=journal)
     if args.resume:
         done = session.resume(runner)
@@ -143,7 +148,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return refuse(str(e))
     finally:
         journal.close()
-    if not ok:
+    if runner.journal_error is not None:
+        say(f"ambient-tui uninstall: {runner.journal_error}; stopped at a step boundary, rerun with "
+            "--resume once the journal can be written")
+    elif not ok:
         failed = [s for s in plan.steps if not s.state.done]
         if failed:
             say(f"stopped at {failed[0].title}; fix the cause and rerun with --resume")

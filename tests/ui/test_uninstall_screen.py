@@ -354,3 +354,19 @@ async def test_nameless_cluster_asks_for_the_server_host_and_refuses_near_misses
         await pilot.press("f9")
         await wait_for(pilot, lambda: screen.state == "done")
         assert session.calls == ["discover", "denied", "verify"]
+
+
+@pytest.mark.asyncio
+async def test_unwritable_journal_stops_the_uninstall_before_anything_runs(tmp_path):
+    session = FakeSession(tmp_path)
+    (tmp_path / "blocker").write_text("")
+    session.journal_file = tmp_path / "blocker" / "demo.jsonl"  # a file where the folder should be
+    screen = UninstallScreen(session=session)
+    app = Host(screen)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_for(pilot, lambda: screen.state == "review")
+        await pilot.press(*"demo", "enter")
+        await wait_for(pilot, lambda: "denied" in session.calls and screen.state == "review")
+        await pilot.pause()
+        assert screen.runner is None and "verify" not in session.calls
+        assert "nothing was run: a parent of the journal path" in text_of(screen, "#u-status")
