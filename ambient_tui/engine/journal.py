@@ -80,6 +80,7 @@ _FIELDS = {
     "api": lambda v: isinstance(v, str),
     "message": lambda v: isinstance(v, str),
     "reason": lambda v: isinstance(v, str),
+    "from_run": lambda v: isinstance(v, str),
     "dry_run": lambda v: isinstance(v, bool),
     "exit_code": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
 }

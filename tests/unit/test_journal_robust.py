@@ -32,6 +32,7 @@ MALFORMED = [
     '{"type":"step-end","step":"a","state":"succeeded","tail":"one line"}',
     '{"type":"step-end","step":"a","state":"succeeded","exit_code":"0"}',
     '{"type":"step-start","step":"a","argv":"helm install"}',
+    '{"type":"step-skip","step":"a","state":"succeeded","from_run":["r0"]}',
     '{"type":null}', '{"type":""}', '{"type":3}', '{}',
     '[1,2,3]', '"a string"', '42', 'null', 'true',
     '{"ts": 1, "run": "r1", "type": "plan", "ste',               # cut off
