@@ -64,3 +64,27 @@ def test_pods_without_a_terminal_prints_the_real_pods(admin_env, control_plane):
     lines = p.stdout.splitlines()
     assert lines[0].split()[:3] == ["NAMESPACE", "NAME", "READY"]
     assert any(l.split()[0] == "kube-system" and l.split()[1].startswith("aws-node") for l in lines[1:]), p.stdout
+
+
+def test_full_disk_real_tmpfs_stops_install_before_any_change(admin_env, tools, tmp_path):
+    """XDG_STATE_HOME on a 64k tmpfs filled to the last byte (a private mount namespace; the
+    tier runs as root): one line naming the full disk, exit 2, nothing installed."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.fail("needs root and unshare(1) to mount a small tmpfs")
+    mnt = tmp_path / "state"
+    mnt.mkdir()
+    gw = Path(tools.gateway_api) / "experimental-install.yaml"
+    install = " ".join([sys.executable, "-m", "ambient_tui.cli", "install", "--yes", "--istio-version",
+                        "1.31.0", "--charts", str(tools.charts), "--gateway-api-file", str(gw)])
+    script = (f"mount -t tmpfs -o size=64k tmpfs {mnt} && "
+              f"(dd if=/dev/zero of={mnt}/filler bs=1k 2>/dev/null; true) && exec {install}")
+    p = subprocess.run(["unshare", "--mount", "--", "sh", "-c", script], env={**admin_env, "XDG_STATE_HOME": str(mnt)},
+                       capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, cwd=ROOT)
+    assert p.returncode == 2, p.stdout[-3000:] + p.stderr[-3000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("ambient-tui: nothing was changed: the disk holding the journal") and "is full" in last
+    assert "Traceback" not in p.stderr and "▶" not in p.stdout
+    assert releases(admin_env, tools) == []

@@ -64,3 +64,19 @@ async def test_damaged_journal_lines_are_reported_once(tmp_path):
         await pilot.pause()
         notes = [n.message for n in app._notifications if "damaged" in n.message]
         assert notes == ["journal line 2 is damaged (no step id) and was skipped"]
+
+
+@pytest.mark.asyncio
+async def test_journal_that_cannot_be_written_stops_the_run_with_a_notice(tmp_path):
+    (tmp_path / "blocker").write_text("")
+    marker = tmp_path / "ran"
+    plan = Plan("t", [Phase("p", "p", [Step("a", "a", argv=["touch", str(marker)])])])
+    app = AmbientApp(plan, Runner(plan, journal=Journal(tmp_path / "blocker" / "j.jsonl")),
+                     context="kind-test", istio_version="1.31.0", keymap_path=tmp_path / "none.yaml")
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press("r")
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        notes = [n.message for n in app._notifications if n.title == "Journal"]
+        assert len(notes) == 1 and "is a file, not a directory" in notes[0] and "nothing more was changed" in notes[0]
+        assert not marker.exists() and plan.step("a").state is StepState.PENDING
