@@ -152,6 +152,10 @@ class Runner:
     # -- running ----------------------------------------------------------------------------
     async def run(self, resume: bool = False) -> bool:
         """Run every pending step in order; steps of one phase sharing a group run together."""
+        if self.journal_error is not None:  # a new run tries the journal again (space freed?)
+            if self.interrupted == f"stopped: {self.journal_error}":
+                self.interrupted = None
+            self.journal_error = None
         if resume and self.journal:
             self.resume_from(Journal.read(self.journal.path))
         if not self.dry_run:
@@ -175,8 +179,6 @@ class Runner:
         step = self.plan.step(step_id)
         if self.journal and not self._plan_written and not self._write_journal(self._journal_plan):
             return step.state  # nothing ran: the journal cannot record it
-        if self.journal_error is not None:
-            return step.state
         task = asyncio.ensure_future(self._execute(step))
         self._tasks[step_id] = task
         try:

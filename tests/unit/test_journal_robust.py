@@ -323,3 +323,18 @@ def test_full_disk_mid_run_real_tmpfs_stops_at_a_step_boundary_nothing_half_writ
     assert raw.endswith(b"\n")
     read = Journal.read(tmp_path / "j.jsonl")
     assert read.corrupt == [] and read.records[0]["type"] == "plan"
+
+
+@pytest.mark.asyncio
+async def test_a_new_run_tries_the_journal_again(tmp_path):
+    """After a journal error the TUI's next `r` must not stay stopped for ever."""
+    blocker = tmp_path / "state"
+    blocker.write_text("")
+    plan = Plan("t", [Phase("p", "p", [Step("a", "a", argv=["true"])])])
+    runner = Runner(plan, journal=Journal(blocker / "j.jsonl"))
+    assert await runner.run() is False and runner.journal_error is not None
+    blocker.unlink()  # the person fixed the state directory
+    assert await runner.run() is True
+    assert runner.journal_error is None and plan.step("a").state is StepState.SUCCEEDED
+    runner.journal.close()
+    assert [r["type"] for r in Journal.read(blocker / "j.jsonl").records] == ["plan", "step-start", "step-end"]
