@@ -78,3 +78,41 @@ def test_named_cluster_refuses_the_wrong_case(env, tools, admin_env, control_pla
         code, out, err = uninstall(stdin=typed + "\n")
         assert code == 1 and "aborted, nothing changed" in err, typed
     assert releases(admin_env, tools) == ["istio-base"]
+
+
+@pytest.mark.asyncio
+async def test_tui_nameless_cluster_shows_the_host_and_refuses_near_misses(env, tools, admin_env,
+                                                                            nameless_kubeconfig):
+    """The real UninstallSession in the real uninstall screen (Pilot): the prompt names the API
+    server host; F9 with an empty, blank, prefix or upper-case answer deletes nothing."""
+    import asyncio
+
+    from textual.app import App
+    from textual.screen import Screen
+    from textual.widgets import Input, Label, Static
+
+    from screens.uninstall import UninstallScreen
+
+    helm_install(admin_env, tools, "istio-base", "base")
+    screen = UninstallScreen(kubeconfig=str(nameless_kubeconfig))
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(Screen())
+            self.push_screen(screen)
+
+    async with Host().run_test(size=(100, 24)) as pilot:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 120
+        while screen.state not in ("review", "failed") and loop.time() < end:
+            await pilot.pause(0.1)
+        assert screen.state == "review", str(screen.query_one("#u-status", Static).render())
+        assert screen.session.phrase == "127.0.0.1"
+        assert "Type 127.0.0.1 to confirm" in str(screen.query_one("#u-confirm-label", Label).render())
+        box = screen.query_one("#u-confirm-input", Input)
+        for typed in ("", "  ", "127.0.0", "127.0.0.1 "):
+            box.value = typed
+            await pilot.press("f9")
+            await pilot.pause(0.3)
+            assert screen.state == "review" and screen.runner is None, typed
+        assert releases(admin_env, tools) == ["istio-base"]
