@@ -39,10 +39,16 @@ def _settings(args):
             raise UsageError(f"--values {item!r}: use COMPONENT=FILE with COMPONENT one of "
                              f"{', '.join(COMPONENT_KEYS)}")
         values[comp] = path
-    return Settings(istio_version=args.istio_version, method=args.method, gateway=args.gateway,
-                    chart_source=args.charts or args.chart_source, values=values,
-                    gateway_api_file=args.gateway_api_file,
-                    enroll=[n for n in args.enroll.split(",") if n])
+    settings = Settings(istio_version=args.istio_version, method=args.method, gateway=args.gateway,
+                        chart_source=args.charts or args.chart_source, values=values,
+                        gateway_api_file=args.gateway_api_file,
+                        enroll=[n for n in args.enroll.split(",") if n])
+    from ambient_tui.validate import InvalidInput, check_settings
+
+    try:  # every input, before anything changes (plan, install, --dry-run, the TUI)
+        return check_settings(settings)
+    except InvalidInput as e:
+        raise UsageError(str(e)) from None
 
 
 def _build_plan(args):
@@ -204,4 +210,8 @@ def entry() -> None:
 
 
 if __name__ == "__main__":
-    entry()
+    # `python -m ambient_tui.cli`: run the package module, so the UsageError that commands
+    # import from ambient_tui.cli is the one main() catches (not a __main__ copy of it).
+    from ambient_tui.cli import entry as _entry
+
+    _entry()

@@ -101,6 +101,11 @@ class AmbientApp(App):
             return
         if keymap:
             self.set_keymap(keymap)
+            from screens.keymap import orphaned
+
+            for line in orphaned(keymap, MainScreen.BINDINGS):  # Textual drops these silently
+                self.notify(f"{line}; it has no key left. Give it one in {path}.", title="Keymap",
+                            severity="warning", markup=False, timeout=15)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

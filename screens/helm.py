@@ -22,6 +22,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Log, Static
 
+from ambient_tui.engine.confirm import confirmation_phrase, confirmed
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.plan import Phase, Plan, Step
 from ambient_tui.engine.runner import Runner
@@ -200,6 +201,11 @@ class HelmPane(Widget):
     def _status(self, snap: HelmSnapshot) -> None:
         scope = "all namespaces" if snap.scope is None else ", ".join(snap.scope)
         line = Text()
+        stale = getattr(snap, "stale_since", None)
+        if stale is not None:  # the API is away: the rows are the last known list, kept
+            shown = time.strftime("%H:%M:%S", time.localtime(stale))
+            line.append(f"STALE · last known list from {shown} ({len(snap.releases)} releases) · ",
+                        style="bold yellow")
         if snap.state == RECONNECTING:
             line.append("reconnecting… ", style="bold yellow")
             line.append(snap.last_error[:120], style="yellow")
@@ -389,6 +395,8 @@ class ConfirmHelmCommand(ModalScreen[bool]):
                  env: dict[str, str] | None = None) -> None:
         super().__init__()
         self.release, self.argv, self.why, self.env = release, argv, why, env or {}
+        # The release name, or (a release Secret without a name) a fixed sentence: never "".
+        self.phrase = confirmation_phrase(release.name)
         self.state = "confirming"   # then running, succeeded or failed (tests read it)
         self.output: list[str] = []
 
@@ -401,9 +409,10 @@ class ConfirmHelmCommand(ModalScreen[bool]):
                 shown = ", ".join(res[:12]) + (f" … and {len(res) - 12} more" if len(res) > 12 else "")
                 yield Static(Text(f"deletes {len(res)} objects: {shown or '(none listed)'}",
                                   style="yellow"), id="confirm-what")
-            yield Static(Text(f"type the release name ({self.release.name}) and press enter; "
-                              "escape cancels", style="dim"), id="confirm-help")
-            yield Input(placeholder=self.release.name, id="confirm-input")
+            yield Static(Text(f"type {'the release name ' if self.phrase == self.release.name else ''}"
+                              f"({self.phrase}) and press enter; escape cancels", style="dim"),
+                         id="confirm-help")
+            yield Input(placeholder=self.phrase, id="confirm-input")
             yield Static("", id="confirm-result")
             yield Log(max_lines=400, id="confirm-output")
 
@@ -415,9 +424,9 @@ class ConfirmHelmCommand(ModalScreen[bool]):
         event.stop()
         if self.state != "confirming":
             return
-        if event.value.strip() != self.release.name:
+        if not confirmed(event.value, self.phrase):  # exact: no trimming, case or prefix
             self.query_one("#confirm-result", Static).update(
-                Text(f"does not match {self.release.name}; nothing was run", style="bold red"))
+                Text(f"does not match {self.phrase}; nothing was run", style="bold red"))
             return
         self.state = "running"
         event.input.disabled = True

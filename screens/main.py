@@ -395,6 +395,9 @@ class MainScreen(BufferedOutput, Screen):
         if journal is None or self.running:
             return
         previous = await asyncio.to_thread(Journal.read, journal.path)
+        damage = previous.damage_report()
+        if damage:  # said once; the damaged lines are skipped, the rest of the journal counts
+            self.notify("\n".join(damage), title="Journal", severity="warning", markup=False, timeout=20)
         interrupted = repair.interrupted_steps(previous)
         releases = existing.data.get("releases") or []
         app = self.app
@@ -652,6 +655,10 @@ class MainScreen(BufferedOutput, Screen):
         if event.state is WorkerState.ERROR:
             self.notify(f"{event.worker.name}: {event.worker.error}", title="Runner error",
                         severity="error", markup=False)
+        error = getattr(self.runner, "journal_error", None)
+        if error is not None and event.state is WorkerState.SUCCESS:
+            self.notify(f"{error}. The run stopped at a step boundary; nothing more was changed.",
+                        title="Journal", severity="error", markup=False, timeout=30)
         # A finished run may leave states the events did not carry (e.g. skipped).
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             self._dirty.update(s.id for s in self.plan.steps)

@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Checkbox, ContentSwitcher, Footer, Header, Input, Label, OptionList, Static
 from textual.worker import Worker, WorkerState
 
+from ambient_tui.engine.confirm import confirmed
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.plan import Plan, StepState
 from ambient_tui.plans.uninstall import Discovery, Options, deletion_list, kept_list
@@ -227,7 +228,7 @@ class UninstallScreen(BufferedOutput, Screen):
         self.plan = self.session.plan(d, self.options)
         self.query_one("#u-review", Static).update(self._review_text(d))
         self.query_one("#u-confirm-label", Label).update(
-            Text(f"Type {self.session.cluster} to confirm: " if not self.dry_run
+            Text(f"Type {self.session.phrase} to confirm: " if not self.dry_run
                  else "Dry-run: F9 shows the steps, nothing changes: ", no_wrap=True))
         self._show_status()
 
@@ -295,11 +296,12 @@ class UninstallScreen(BufferedOutput, Screen):
         if self.dry_run:
             self._start_run()
             return
-        typed = self.query_one("#u-confirm-input", Input).value.strip()
-        cluster = self.session.cluster
-        if self.plan.steps and typed != cluster:
-            self.error = (f"refused: typed {typed!r}, expected {cluster!r}; nothing was run"
-                          if typed else f"type {cluster} to confirm; nothing was run")
+        typed = self.query_one("#u-confirm-input", Input).value
+        phrase = self.session.phrase
+        if self.plan.steps and not confirmed(typed, phrase):
+            self.error = (f"refused: typed {typed!r}, expected {phrase!r} exactly; nothing was run"
+                          if typed else f"type {phrase} ({self.session.phrase_kind}) to confirm; "
+                                        "nothing was run")
             self.notify(self.error, severity="error", markup=False)
             self._show_status()
             return
@@ -320,8 +322,19 @@ class UninstallScreen(BufferedOutput, Screen):
     def _start_run(self) -> None:
         from ambient_tui.engine.runner import Runner
 
+        from ambient_tui.engine.journal import JournalError
+
         plan = self.plan
         journal = None if self.dry_run else self.session.journal()
+        if journal is not None:
+            try:  # a journal that cannot be written stops the uninstall before its first change
+                journal.check()
+            except JournalError as e:
+                journal.close()
+                self.error = f"nothing was run: {e}"
+                self.notify(self.error, severity="error", markup=False, timeout=15)
+                self._set_state(REVIEW)
+                return
         self.runner = Runner(plan, journal=journal, dry_run=self.dry_run)
         if not self.dry_run and self.session.unfinished():
             done = self.session.resume(self.runner)

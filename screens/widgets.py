@@ -14,6 +14,7 @@ from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from ambient_tui.engine.events import Event
 from ambient_tui.engine.plan import Plan, Step, StepState
+from ambient_tui.engine.redact import redact
 
 # glyph, style per state; colour is never the only signal (each state has its own glyph).
 STATE_LOOK: dict[StepState, tuple[str, str]] = {
@@ -160,6 +161,7 @@ class BufferedOutput:
     _pending: deque[str]
 
     def _buffer(self, step_id: str, line: str) -> None:
+        line = redact(line)  # what a step prints may hold a token or key: never on screen
         self.buffers.append(step_id, line)
         if step_id == self._shown_step:
             self._pending.append(line)

@@ -8,6 +8,7 @@ unreachable, unauthorized, forbidden, error) and a message a person can act on.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -82,10 +83,32 @@ def api_error(e: Exception, what: str, server: str = "") -> ClusterAccessError:
         if e.status == 404:
             return ClusterAccessError("not-found", f"{what}: not found (404)")
         return ClusterAccessError("error", f"{what}: HTTP {e.status} {e.reason}")
-    text = str(e)
     return ClusterAccessError("unreachable", f"{what}: API server {server or ''} is unreachable "
-                              f"({type(e).__name__}: {text.splitlines()[0][:160] if text else ''}); "
+                              f"({type(e).__name__}: {connection_reason(str(e))}); "
                               "check the network/VPN and the endpoint's public/private access")
+
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>:?\s*")
+_CAUSED_BY = re.compile(r"\(Caused by \w+\((.*)\)\)\s*$")
+REASON_LIMIT = 300
+
+
+def connection_reason(text: str) -> str:
+    """The part of a urllib3 error that says why, in whole sentences: "HTTPSConnectionPool(...):
+    Max retries exceeded ... (Caused by NewConnectionError('<... object at 0x..>: Failed to
+    establish a new connection: [Errno 111] Connection refused'))" -> "Failed to establish a new
+    connection: [Errno 111] Connection refused". Never cut mid-sentence: a reason longer than
+    REASON_LIMIT ends at the last sentence or clause boundary before it."""
+    text = (text or "").strip().splitlines()[0] if text and text.strip() else ""
+    m = _CAUSED_BY.search(text)
+    if m:
+        text = m.group(1).strip().strip("'\"")
+    text = _OBJECT_REPR.sub("", text).strip()
+    if len(text) <= REASON_LIMIT:
+        return text
+    head = text[:REASON_LIMIT]
+    cut = max(head.rfind(". "), head.rfind("; "), head.rfind(": "))
+    return (head[:cut] if cut > 40 else head.rsplit(" ", 1)[0]).rstrip(" .;:") + " …"
 
 
 def _retry_after(headers) -> float:

@@ -136,7 +136,13 @@ def already_installed(settings, releases: list[dict], version: str) -> list[str]
     return [w[0] for w in want]
 
 
-def _printer(plan):
+# The mark of a finished step: only a step that let the plan go on gets a tick.
+END_MARK = {"succeeded": "✔", "warned": "!", "skipped": "-", "cancelled": "■", "failed": "✘"}
+
+
+def _printer(plan, stream=None):
+    from ambient_tui.engine.redact import redact
+
     titles = {s.id: s.title for s in plan.steps}
 
     def on_event(ev) -> None:
@@ -148,9 +154,11 @@ def _printer(plan):
         elif ev.kind is EventKind.FAILED:
             line = f"✘ {ev.step_id} failed: {ev.message}"
         else:
-            line = f"✔ {ev.step_id} {ev.state}{': ' + ev.message if ev.message else ''}"
+            mark = END_MARK.get(ev.state, "?")
+            line = f"{mark} {ev.step_id} {ev.state}{': ' + ev.message if ev.message else ''}"
+        line = redact(line)  # helm echoes values and URLs: keys and tokens never reach the terminal
         try:
-            print(line, flush=True)
+            print(line, file=stream or sys.stdout, flush=True)
         except OSError:  # the terminal is gone (SSH dropped): the journal still gets everything
             pass
     return on_event
@@ -201,6 +209,8 @@ def cmd_install(args) -> int:
 
     # A run the terminal dropped: say what it was doing, and unstick what helm left pending.
     previous = Journal.read(journal_path(cluster))
+    for line in previous.damage_report():  # said once, here; the damaged lines are skipped
+        _say(f"! {line}", sys.stderr)
     interrupted = repair.interrupted_steps(previous)
     for s in interrupted:
         _say(f"! the last run was interrupted: {s.describe()}")
@@ -249,23 +259,27 @@ def cmd_install(args) -> int:
     if repair_phase:
         first.append(repair_phase)
     plan.phases[:0] = first
+    # Before anything is asked or changed: a journal that cannot be written (a file or a
+    # directory where the state should be, a full disk) stops the run here.
+    journal = Journal.for_cluster(cluster)
+    try:
+        journal.check()
+    except JournalError as e:
+        print(f"ambient-tui: nothing was changed: {e}", file=sys.stderr)
+        return 2
     if not args.yes and not args.dry_run:
         sys.stdout.write(to_markdown(plan))
         sys.stdout.write("Run this plan? [y/N] ")
         sys.stdout.flush()
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
+            journal.close()
             print("not confirmed; nothing was changed")
             return 1
     env = {}
     if ctx.target is not None:
         env.update(ctx.target.tool_env())
         pin_steps(plan.steps, ctx.target)  # the checked target, not whatever is current later
-    try:
-        journal = Journal.for_cluster(cluster)
-    except JournalError as e:
-        print(f"ambient-tui: {e}", file=sys.stderr)
-        return 2
     runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env or None)
     runner.subscribe(_printer(plan))
     if interrupted and not args.dry_run:
@@ -281,6 +295,12 @@ def cmd_install(args) -> int:
         return 2
     finally:
         journal.close()
+    if runner.journal_error is not None:
+        done = [s.id for s in plan.steps if s.state.value == "succeeded"]
+        _say(f"ambient-tui: {runner.journal_error}. The run stopped at a step boundary"
+             + (f" after {', '.join(done)}" if done else " before any change")
+             + "; `ambient-tui install` continues once the journal can be written", sys.stderr)
+        return 1
     if runner.interrupted:
         running = [s.id for s in plan.steps if s.state.value == "cancelled"]
         _say(f"ambient-tui: {runner.interrupted} during {', '.join(running) or 'the install'}; "

@@ -9,6 +9,10 @@ exist, forbidden access) are shown in the pane by the watcher, never as a crash.
 This module is engine code: it never imports textual or screens. The pane itself is started
 by `ambient_tui.cli.start_pods_ui`, the one place allowed to import the UI.
 
+Without a terminal (a pipe, a cron job, `</dev/null`) the pane cannot run: the pods are listed
+once as a plain table instead (exit 0), or one line says why the cluster could not be read
+(exit 1), so nothing waits for a terminal that will never come.
+
 Set AMBIENT_TUI_PODS_PROFILE=FILE to write a cProfile of the UI thread to FILE on exit
 (benchmarks: see bench/pods_bench.py).
 """
@@ -25,7 +29,8 @@ from typing import Any, Callable, TextIO
 
 from ambient_tui.commands import access_args
 
-EXIT_OK, EXIT_INPUT = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+LIST_TIMEOUT = 30.0  # seconds the no-terminal listing waits for the first complete list
 PROFILE_ENV = "AMBIENT_TUI_PODS_PROFILE"
 # RFC 1123 label: what the API server accepts as a namespace name.
 _NS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -133,9 +138,50 @@ def _default_launch(provider: Any, title: str) -> int:
     return int(start_pods_ui(provider, title=title) or 0)
 
 
+def has_terminal() -> bool:
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # closed or replaced streams
+        return False
+
+
+def print_once(watcher: Any, out: TextIO, err: TextIO, timeout: float = LIST_TIMEOUT) -> int:
+    """Wait for the first complete list, print it as a table; one line when it cannot be read.
+    A lost connection ends the wait at once: the point is to never hang."""
+    import time
+
+    from ambient_tui.watch.pods import RECONNECTING, WATCHING
+    from ambient_tui.watch.rows import COLUMNS
+
+    deadline = time.monotonic() + timeout
+    while True:
+        snap = watcher.snapshot()
+        if snap.state == WATCHING:
+            break
+        if snap.state == RECONNECTING or time.monotonic() > deadline:
+            why = snap.last_error or f"no complete pod list within {timeout:g}s"
+            print(f"ambient-tui pods: cannot list pods: {why}; check the kubeconfig and the network "
+                  "(`ambient-tui pods` in a terminal keeps retrying)", file=err, flush=True)
+            return EXIT_FAILED
+        time.sleep(0.05)
+    now = time.time()
+    rows = [r.cells(now) for _, r in sorted(snap.rows.items())]
+    header = tuple(c.upper() for c in COLUMNS)
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    for cells in (header, *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip(), file=out)
+    for scope, message in sorted(snap.messages.items()):
+        print(f"ambient-tui pods: {scope}: {message}", file=err)
+    if not rows:
+        print("no pods in scope", file=err)
+    out.flush()
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace, err: TextIO | None = None,
         launch: Callable[[Any, str], int] | None = None,
-        mesh: Callable[..., set[str]] | None = None) -> int:
+        mesh: Callable[..., set[str]] | None = None, out: TextIO | None = None,
+        terminal: bool | None = None) -> int:
     """Check the input, start a PodWatcher on the scope, open the pane, stop the watcher."""
     from ambient_tui.watch.pods import PodWatcher
 
@@ -148,10 +194,14 @@ def run(args: argparse.Namespace, err: TextIO | None = None,
     scope = scope_for(opts, mesh)
     watcher = PodWatcher(namespaces=scope, kubeconfig=opts.kubeconfig, context=opts.context)
     title = f"pods · context: {opts.context}"
+    if terminal is None:
+        terminal = launch is not None or has_terminal()
     launch = launch or _default_launch
     profile_to = os.environ.get(PROFILE_ENV)
     watcher.start()
     try:
+        if not terminal:
+            return print_once(watcher, out or sys.stdout, err)
         if not profile_to:
             return int(launch(watcher, title) or 0)
         import cProfile

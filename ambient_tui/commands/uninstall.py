@@ -54,6 +54,7 @@ def _last_uninstall_run(path):
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None,
         stdin: TextIO | None = None) -> int:
     from ambient_tui.engine.events import EventKind
+    from ambient_tui.engine.redact import redact
     from ambient_tui.engine.journal import JournalError
     from ambient_tui.engine.runner import Runner
     from ambient_tui.plans import uninstall as u
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
                      revert_cni=args.revert_cni)
 
     def say(msg: str = "") -> None:
-        print(msg, file=out, flush=True)
+        print(redact(msg), file=out, flush=True)
 
     def refuse(msg: str, code: int = EXIT_FAILED) -> int:
         print(f"ambient-tui uninstall: {msg}", file=err, flush=True)
@@ -118,12 +119,18 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return _verify(session, before, opts, say, verified_message)
 
     if not args.yes:
-        print(f"Type the cluster name ({cluster}) to remove the items above: ", end="", file=out, flush=True)
-        typed = (stdin.readline() or "").strip()
-        if typed != cluster:
-            return refuse(f"aborted, nothing changed: typed {typed!r}, expected {cluster!r}")
+        phrase = session.phrase
+        print(f"Type {session.phrase_kind} ({phrase}) to remove the items above: ", end="", file=out, flush=True)
+        typed = (stdin.readline() or "").rstrip("\r\n")  # exact: no trimming, no case folding
+        if not session.confirmed(typed):
+            return refuse(f"aborted, nothing changed: typed {typed!r}, expected {phrase!r} exactly")
 
     journal = session.journal()
+    try:  # a journal that cannot be written stops the uninstall before its first change
+        journal.check()
+    except JournalError as e:
+        journal.close()
+        return refuse(f"nothing changed: {e}")
     runner = Runner(plan, journal=journal)
     if args.resume:
         done = session.resume(runner)
@@ -151,7 +158,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return refuse(str(e))
     finally:
         journal.close()
-    if not ok:
+    if runner.journal_error is not None:
+        say(f"ambient-tui uninstall: {runner.journal_error}; stopped at a step boundary, rerun with "
+            "--resume once the journal can be written")
+    elif not ok:
         failed = [s for s in plan.steps if not s.state.done]
         if failed:
             say(f"stopped at {failed[0].title}; fix the cause and rerun with --resume")

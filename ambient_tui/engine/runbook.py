@@ -1,4 +1,7 @@
-"""Runbook export: the plan as the exact Markdown document and shell script a team keeps."""
+"""Runbook export: the plan as the exact Markdown document and shell script a team keeps.
+
+Secrets are redacted (engine/redact.py): a runbook is shared, so a token in a --set value or a
+URL is written as [REDACTED] and has to be put back by hand."""
 
 from __future__ import annotations
 
@@ -6,13 +9,14 @@ import json
 import shlex
 
 from ambient_tui.engine.plan import Plan
+from ambient_tui.engine.redact import redact, redact_argv
 
 
 def to_markdown(plan: Plan) -> str:
     out = [f"# {plan.title}", ""]
     for k, v in plan.meta.items():
         if v:
-            out.append(f"- {k.replace('_', ' ')}: `{v}`")
+            out.append(f"- {k.replace('_', ' ')}: `{redact(str(v))}`")
     out.append("")
     n = 0
     for phase in plan.phases:
@@ -20,11 +24,11 @@ def to_markdown(plan: Plan) -> str:
         for s in phase.steps:
             n += 1
             out.append(f"{n}. **{s.title}** (timeout {s.timeout:g}s)")
-            out += ["", "   ```sh" if s.argv else "   ```text", f"   {s.command}", "   ```", ""]
+            out += ["", "   ```sh" if s.argv else "   ```text", f"   {_command(s)}", "   ```", ""]
             if s.note:
-                out += [f"   Note: {s.note}", ""]
+                out += [f"   Note: {redact(s.note)}", ""]
             if s.undo:
-                out += [f"   Undo: `{shlex.join(s.undo)}`", ""]
+                out += [f"   Undo: `{shlex.join(redact_argv(s.undo))}`", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -36,16 +40,30 @@ def to_shell(plan: Plan) -> str:
         for s in phase.steps:
             out.append(f"# {s.title}")
             if s.argv is not None:
-                line = shlex.join(s.argv)
+                line = shlex.join(redact_argv(s.argv))
                 out.append(line + (" || echo 'warning: step failed (non-fatal)' >&2" if s.warn_only else ""))
             else:
-                out.append(f"# API call (run by ambient-tui, no CLI equivalent): {s.api.describe}")
+                out.append(f"# API call (run by ambient-tui, no CLI equivalent): {redact(s.api.describe)}")
         out.append("")
     return "\n".join(out)
 
 
+def _command(step) -> str:
+    return shlex.join(redact_argv(step.argv)) if step.argv is not None else redact(step.api.describe)
+
+
 def to_json(plan: Plan) -> str:
-    return json.dumps(plan.to_dict(), indent=2)
+    d = plan.to_dict()
+    d["meta"] = {k: redact(v) if isinstance(v, str) else v for k, v in d["meta"].items()}
+    for phase in d["phases"]:
+        for s in phase["steps"]:
+            for key in ("argv", "undo"):
+                if s[key] is not None:
+                    s[key] = redact_argv(s[key])
+            for key in ("api", "note"):
+                if s[key]:
+                    s[key] = redact(s[key])
+    return json.dumps(d, indent=2)
 
 
 FORMATS = {"markdown": to_markdown, "shell": to_shell, "json": to_json}

@@ -13,7 +13,7 @@ import time
 from typing import Callable, Iterable
 
 from ambient_tui.engine.events import Event, EventKind
-from ambient_tui.engine.journal import Journal, JournalRead
+from ambient_tui.engine.journal import Journal, JournalError, JournalRead
 from ambient_tui.engine.plan import Plan, Step, StepState
 from ambient_tui.tools.install_hints import missing_tool_message
 
@@ -35,6 +35,12 @@ class Runner:
         self._plan_written = False
         # Why the run was interrupted (e.g. "interrupted by SIGHUP"), journaled on cancelled steps.
         self.interrupted: str | None = None
+        # The journal could not be written (disk full...): the run stops at the next step
+        # boundary, and the front end says this and what to do.
+        self.journal_error: JournalError | None = None
+        # Steps an earlier run finished (resume_from): journaled in this run too, so a later
+        # continuation of this run still knows they are done. step id -> (state, run id).
+        self._carried: dict[str, tuple[str, str]] = {}
 
     # -- events -----------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], None]) -> None:
@@ -52,8 +58,8 @@ class Runner:
         if step.state is StepState.RUNNING:
             raise RuntimeError(f"step {step_id} is running; cancel it first")
         step.state, step.skip_reason = StepState.SKIPPED, reason
-        if self.journal:
-            self.journal.step_skip(step, reason)
+        self._carried.pop(step_id, None)
+        self._write_journal(self._journal_skip, step, reason)
         self._emit(Event(EventKind.FINISHED, step_id, state=step.state.value, message=f"skipped: {reason}"))
 
     def cancel(self) -> None:
@@ -97,21 +103,59 @@ class Runner:
         return await self.run_step(step_id)
 
     def resume_from(self, previous: JournalRead) -> list[str]:
-        """Mark steps the journal saw finish as done; returns their ids."""
+        """Mark steps the journal saw finish as done; returns their ids. They are journaled
+        as carried over when this run writes its plan."""
+        runs: dict[str, str] = {}
+        for r in previous.records:
+            if r.get("type") in ("step-start", "step-end", "step-skip") and isinstance(r.get("step"), str):
+                runs[r["step"]] = str(r.get("from_run") or r.get("run") or "")
         done = []
         for step_id, state in previous.step_states().items():
             try:
                 step = self.plan.step(step_id)
-            except KeyError:
+                st = StepState(state)
+            except (KeyError, ValueError):
                 continue
-            if StepState(state).done:
-                step.state = StepState(state)
+            if st.done:
+                step.state = st
+                self._carried[step_id] = (st.value, runs.get(step_id, ""))
                 done.append(step_id)
         return done
+
+    # -- journal ----------------------------------------------------------------------------
+    def _write_journal(self, fn, *args, **kw) -> bool:
+        """Write through the journal; on failure stop the run at the next step boundary."""
+        if not self.journal:
+            return True
+        try:
+            fn(*args, **kw)
+            return True
+        except JournalError as e:
+            if self.journal_error is None:
+                self.journal_error = e
+            self.interrupted = self.interrupted or f"stopped: {e}"
+            return False
+
+    def _journal_skip(self, step: Step, reason: str) -> None:
+        self.journal.step_skip(step, reason)
+
+    def _journal_plan(self) -> None:
+        self.journal.plan(self.plan, dry_run=self.dry_run)
+        self._plan_written = True
+        for step_id, (state, run) in list(self._carried.items()):
+            step = self.plan.step(step_id)
+            if step.state.value == state:  # still done (not reset by a retry)
+                self.journal.step_skip(step, f"already done in run {run}" if run else "already done",
+                                       state=state, from_run=run or None)
+        self._carried.clear()
 
     # -- running ----------------------------------------------------------------------------
     async def run(self, resume: bool = False) -> bool:
         """Run every pending step in order; steps of one phase sharing a group run together."""
+        if self.journal_error is not None:  # a new run tries the journal again (space freed?)
+            if self.interrupted == f"stopped: {self.journal_error}":
+                self.interrupted = None
+            self.journal_error = None
         if resume and self.journal:
             self.resume_from(Journal.read(self.journal.path))
         if not self.dry_run:
@@ -133,9 +177,8 @@ class Runner:
 
     async def run_step(self, step_id: str) -> StepState:
         step = self.plan.step(step_id)
-        if self.journal and not self._plan_written:
-            self.journal.plan(self.plan)
-            self._plan_written = True
+        if self.journal and not self._plan_written and not self._write_journal(self._journal_plan):
+            return step.state  # nothing ran: the journal cannot record it
         task = asyncio.ensure_future(self._execute(step))
         self._tasks[step_id] = task
         try:
@@ -146,9 +189,10 @@ class Runner:
     async def _execute(self, step: Step) -> StepState:
         started = time.time()
         self._cancelled.discard(step.id)
+        if not self._write_journal(self.journal.step_start if self.journal else None, step,
+                                   dry_run=self.dry_run):
+            return step.state  # not started: a change the journal cannot record is not made
         step.state = StepState.RUNNING
-        if self.journal:
-            self.journal.step_start(step, dry_run=self.dry_run)
         self._emit(Event(EventKind.STARTED, step.id, state=step.state.value, line=step.command))
         exit_code: int | None = None
         message = ""
@@ -174,8 +218,8 @@ class Runner:
         if state is StepState.FAILED and step.warn_only:
             state = StepState.WARNED
         step.state = state
-        if self.journal:
-            self.journal.step_end(step, state.value, exit_code, started, message)
+        self._write_journal(self.journal.step_end if self.journal else None, step, state.value,
+                            exit_code, started, message, dry_run=self.dry_run)
         kind = EventKind.FAILED if state is StepState.FAILED else EventKind.FINISHED
         self._emit(Event(kind, step.id, state=state.value, exit_code=exit_code, message=message))
         return state

@@ -24,6 +24,9 @@ class UninstallSession:
         self.helm = helm
         self.env = env
         self.cluster = ""
+        # What the person must type before anything is deleted (engine/confirm.py): never empty.
+        self.phrase = ""
+        self.phrase_kind = ""
 
     # -- discovery ----------------------------------------------------------------------------
     def journal_paths(self) -> list[Path]:
@@ -35,6 +38,7 @@ class UninstallSession:
     def discover(self) -> u.Discovery:
         """Raises DiscoveryError (unreachable, bad kubeconfig) or Refused (forbidden)."""
         self.cluster = u.cluster_name(self.kubeconfig, self.context)
+        self._set_phrase()
         denied = self._denied(u.DISCOVERY_PERMISSIONS)
         if denied:
             raise Refused(f"refused, nothing changed: this user cannot read what the uninstall must "
@@ -43,13 +47,32 @@ class UninstallSession:
         return u.discover(self.kubeconfig, self.context, helm=self.helm, env=self.env,
                           journal_path=self.journal_paths(), cluster=self.cluster)
 
+    def _set_phrase(self) -> None:
+        from ambient_tui.engine.confirm import Target, confirmation_phrase, phrase_kind
+
+        try:
+            server = self._api().configuration.host or ""
+        except Exception:  # noqa: BLE001 - discovery reports an unreadable kubeconfig itself
+            server = ""
+        target = Target(cluster=self.cluster, context=self.context or "", server=server)
+        self.phrase = confirmation_phrase(target)
+        self.phrase_kind = phrase_kind(target, self.phrase)
+
+    def confirmed(self, typed: str | None) -> bool:
+        """Exact match of the typed answer with the phrase (empty, blank, prefix, case: refused)."""
+        from ambient_tui.engine.confirm import confirmed
+
+        return confirmed(typed, self.phrase)
+
     def _denied(self, perms: list[u.Permission]) -> list[u.Permission]:
         try:
             return u.denied_permissions(self._api(), perms)
         except u.DiscoveryError:
             raise
         except Exception as e:  # urllib3 connection errors: the API server is not answering
-            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            from ambient_tui.cluster.client import connection_reason
+
+            first = connection_reason(str(e)) or type(e).__name__  # whole sentences, the cause
             raise u.DiscoveryError(f"cannot reach the cluster: {first}") from None
 
     def denied(self, d: u.Discovery, opts: u.Options) -> list[u.Permission]:

@@ -39,6 +39,16 @@ def cmd_up(a: argparse.Namespace) -> int:
     cp = _cp(a, apiserver_port=a.port, aws_port=a.aws_port, with_aws=not a.no_aws,
              latency_ms=a.latency_ms)
     t0 = time.monotonic()
+    st = cp.status()
+    if any(st.running.values()) and not st.up:  # some components died: start those again
+        try:
+            dead = cp.restart_dead(timeout=a.timeout)
+        except SandboxError as e:
+            print(f"sandbox: {e}", file=sys.stderr)
+            return 1
+        print(f"sandbox {cp.name} is up again in {time.monotonic() - t0:.1f}s "
+              f"(restarted: {', '.join(dead)})")
+        return 0
     try:
         cp.start(timeout=a.timeout)
     except SandboxError as e:

@@ -59,6 +59,7 @@ VPC_CNI_ENV_DEFAULTS = {
 }
 NODE_PODS = 58  # max pods of an m5.xlarge with the VPC CNI
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "aws", "latency"]
+CORE_COMPONENTS = COMPONENTS[:5]  # always started; aws and latency only when asked for
 
 
 class SandboxError(RuntimeError):
@@ -411,62 +412,9 @@ class ControlPlane:
         self._write_kubeconfigs()
         self.state_file.write_text(json.dumps(self.info, indent=1))
 
-        etcd = f"http://127.0.0.1:{etcd_port}"
-        peer = f"http://127.0.0.1:{peer_port}"
-        self._spawn("etcd", [str(build.bin_path("etcd")), "--name", "sandbox",
-                             "--data-dir", str(sd / "etcd"),
-                             "--listen-client-urls", etcd, "--advertise-client-urls", etcd,
-                             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                             "--initial-cluster", f"sandbox={peer}",
-                             "--unsafe-no-fsync",  # throwaway data: speed over durability
-                             "--log-level", "warn"])
-        pki = sd / "pki"
-        self._spawn("kube-apiserver", [
-            str(build.bin_path("kube-apiserver")),
-            "--etcd-servers", etcd,
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-            "--secure-port", str(api_port),
-            "--tls-cert-file", str(pki / "server.crt"), "--tls-private-key-file", str(pki / "server.key"),
-            "--token-auth-file", str(sd / "tokens.csv"),
-            "--authorization-mode", "RBAC",
-            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-            "--service-account-key-file", str(pki / "sa.pub"),
-            "--service-account-signing-key-file", str(pki / "sa.key"),
-            "--service-cluster-ip-range", "10.100.0.0/16",  # EKS's default service CIDR
-            # Istio's webhooks point at ClusterIPs nobody serves here; the API server would dial them.
-            "--disable-admission-plugins", "MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-            "--allow-privileged=true",  # istio-cni and ztunnel pods are privileged
-            # 127.0.0.1 is not a valid Endpoints address; don't reconcile default/kubernetes.
-            "--endpoint-reconciler-type", "none",
-            "--enable-priority-and-fairness=false", "--profiling=false",
-            "--cert-dir", str(pki),
-        ])
-        ckc = str(sd / "components.kubeconfig")
-        self._spawn("kube-controller-manager", [
-            str(build.bin_path("kube-controller-manager")), "--kubeconfig", ckc,
-            "--leader-elect=false", "--secure-port=0",
-            "--service-account-private-key-file", str(pki / "sa.key"),
-            "--root-ca-file", str(pki / "server.crt"),
-            "--use-service-account-credentials=false",
-            "--controllers", "*,-bootstrapsigner,-tokencleaner,-csrsigning",
-            # kwok's heartbeats can stall for a minute on a loaded 2-core machine; a NotReady
-            # node marks every pod on it unready and kwok never sets them back, so a
-            # `helm --wait` then hangs. Fake nodes gain nothing from being declared lost.
-            "--node-monitor-grace-period=10m",
-        ])
-        self._spawn("kube-scheduler", [
-            str(build.bin_path("kube-scheduler")), "--kubeconfig", ckc,
-            "--leader-elect=false", "--secure-port=0",
-        ])
-        k, v = FAKE_NODE_ANNOTATION
         (sd / "kwok.yaml").write_text("")  # not ~/.kwok/kwok.yaml: default stages only
-        self._spawn("kwok", [
-            str(build.bin_path("kwok")), "--kubeconfig", ckc, "--config", str(sd / "kwok.yaml"),
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={k}={v}",
-            "--node-ip=127.0.0.1", "--cidr=10.244.0.0/16",
-            "--server-address=",  # no kubelet-like server: nothing needs it, and no port to clash
-        ])
+        for comp in CORE_COMPONENTS:
+            self._spawn(comp, *self._command(comp))
         if self.with_aws:
             self._start_aws()
         if self.latency_ms > 0:
@@ -480,6 +428,113 @@ class ControlPlane:
         self.info["ready_seconds"] = round(time.monotonic() - t0, 2)
         self.state_file.write_text(json.dumps(self.info, indent=1))
         self.say(f"up in {self.info['ready_seconds']}s: {self.url} (kubeconfig {self.kubeconfig})")
+
+    def restart_dead(self, timeout: float = 90) -> list[str]:
+        """Start again, on the same ports and data, the components of a running sandbox that
+        died; returns their names ([] when all run). The rest keeps running untouched."""
+        st = self.status()
+        dead = [c for c, pid in st.running.items() if pid is None]
+        if not dead:
+            return []
+        if not any(st.running.values()) or not self.info.get("ports"):
+            raise SandboxError(f"nothing of the sandbox in {self.state_dir} is running; "
+                               "`ambient-tui sandbox up` starts it afresh")
+        for comp in dead:  # its port must still be ours to take
+            port = self.info["ports"].get(comp)
+            if port and port_in_use(port):
+                raise SandboxError(f"{comp} is not running but its port {port} is taken; "
+                                   "run `ambient-tui sandbox down`, then `sandbox up`")
+        self._procs = {}
+        t0 = time.monotonic()
+        for comp in COMPONENTS:  # in start order: etcd before the API server, and so on
+            if comp in dead:
+                self.say(f"{comp} is not running; starting it again")
+                self._spawn(comp, *self._command(comp))
+        api = self.api()
+        self._wait(t0, timeout, "kube-apiserver /readyz",
+                   lambda: api.request("GET", "/readyz", timeout=2)[0] == 200)
+        self._wait(t0, timeout, "3 fake nodes Ready and untainted", lambda: self._nodes_ready(api) == len(NODES))
+        if "aws" in dead:
+            from . import aws_local
+            self._wait(t0, timeout, "AWS endpoint", lambda: aws_local.ping(self.info["aws_endpoint"]))
+        return dead
+
+    def _command(self, comp: str) -> tuple[list[str], dict | None]:
+        """argv and env of one component, from the ports and paths in state.json: what start
+        runs, and what `sandbox up` runs again for a component that died."""
+        sd, ports = self.state_dir, self.info["ports"]
+        etcd = f"http://127.0.0.1:{ports['etcd']}"
+        peer = f"http://127.0.0.1:{ports['etcd-peer']}"
+        pki = sd / "pki"
+        ckc = str(sd / "components.kubeconfig")
+        if comp == "etcd":
+            return [str(build.bin_path("etcd")), "--name", "sandbox",
+                    "--data-dir", str(sd / "etcd"),
+                    "--listen-client-urls", etcd, "--advertise-client-urls", etcd,
+                    "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                    "--initial-cluster", f"sandbox={peer}",
+                    "--unsafe-no-fsync",  # throwaway data: speed over durability
+                    "--log-level", "warn"], None
+        if comp == "kube-apiserver":
+            return [
+                str(build.bin_path("kube-apiserver")),
+                "--etcd-servers", etcd,
+                "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+                "--secure-port", str(ports["kube-apiserver"]),
+                "--tls-cert-file", str(pki / "server.crt"), "--tls-private-key-file", str(pki / "server.key"),
+                "--token-auth-file", str(sd / "tokens.csv"),
+                "--authorization-mode", "RBAC",
+                "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+                "--service-account-key-file", str(pki / "sa.pub"),
+                "--service-account-signing-key-file", str(pki / "sa.key"),
+                "--service-cluster-ip-range", "10.100.0.0/16",  # EKS's default service CIDR
+                # Istio's webhooks point at ClusterIPs nobody serves here; the API server would dial them.
+                "--disable-admission-plugins", "MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                "--allow-privileged=true",  # istio-cni and ztunnel pods are privileged
+                # 127.0.0.1 is not a valid Endpoints address; don't reconcile default/kubernetes.
+                "--endpoint-reconciler-type", "none",
+                "--enable-priority-and-fairness=false", "--profiling=false",
+                "--cert-dir", str(pki),
+            ], None
+        if comp == "kube-controller-manager":
+            return [
+                str(build.bin_path("kube-controller-manager")), "--kubeconfig", ckc,
+                "--leader-elect=false", "--secure-port=0",
+                "--service-account-private-key-file", str(pki / "sa.key"),
+                "--root-ca-file", str(pki / "server.crt"),
+                "--use-service-account-credentials=false",
+                "--controllers", "*,-bootstrapsigner,-tokencleaner,-csrsigning",
+                # kwok's heartbeats can stall for a minute on a loaded 2-core machine; a NotReady
+                # node marks every pod on it unready and kwok never sets them back, so a
+                # `helm --wait` then hangs. Fake nodes gain nothing from being declared lost.
+                "--node-monitor-grace-period=10m",
+            ], None
+        if comp == "kube-scheduler":
+            return [str(build.bin_path("kube-scheduler")), "--kubeconfig", ckc,
+                    "--leader-elect=false", "--secure-port=0"], None
+        if comp == "kwok":
+            k, v = FAKE_NODE_ANNOTATION
+            return [
+                str(build.bin_path("kwok")), "--kubeconfig", ckc, "--config", str(sd / "kwok.yaml"),
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={k}={v}",
+                "--node-ip=127.0.0.1", "--cidr=10.244.0.0/16",
+                "--server-address=",  # no kubelet-like server: nothing needs it, and no port to clash
+            ], None
+        if comp == "aws":
+            from . import aws_local
+            return ([sys.executable, "-m", "ambient_tui.sandbox.aws_local", "serve",
+                     "--state-dir", str(sd), "--port", str(ports["aws"])],
+                    aws_local.server_env(pythonpath=str(Path(__file__).resolve().parents[2])))
+        if comp == "latency":
+            routes = [f"{ports['api-relay']}=127.0.0.1:{ports['kube-apiserver']}"]
+            if "aws-relay" in ports:
+                routes.append(f"{ports['aws-relay']}=127.0.0.1:{ports['aws']}")
+            return ([sys.executable, "-m", "ambient_tui.sandbox.latency",
+                     "--delay-ms", f"{self.info.get('latency_ms', self.latency_ms):g}", "--state-dir", str(sd),
+                     *[a for r in routes for a in ("--route", r)]],
+                    {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+        raise ValueError(f"unknown sandbox component {comp!r}")
 
     def _start_aws(self) -> None:
         import importlib.util
@@ -495,21 +550,12 @@ class ControlPlane:
             self.info["ports"]["aws-relay"] = free_port()
             self.info["aws_endpoint"] = f"http://127.0.0.1:{self.info['ports']['aws-relay']}"
         self.state_file.write_text(json.dumps(self.info, indent=1))
-        self._spawn("aws", [sys.executable, "-m", "ambient_tui.sandbox.aws_local", "serve",
-                            "--state-dir", str(self.state_dir), "--port", str(port)],
-                    env=aws_local.server_env(pythonpath=str(Path(__file__).resolve().parents[2])))
+        self._spawn("aws", *self._command("aws"))
         self._aws_wait = lambda: aws_local.ping(self.info["aws_endpoint"])
 
     def _start_latency(self) -> None:
-        ports = self.info["ports"]
-        routes = [f"{ports['api-relay']}=127.0.0.1:{ports['kube-apiserver']}"]
-        if "aws-relay" in ports:
-            routes.append(f"{ports['aws-relay']}=127.0.0.1:{ports['aws']}")
         self.state_file.write_text(json.dumps(self.info, indent=1))
-        self._spawn("latency", [sys.executable, "-m", "ambient_tui.sandbox.latency",
-                                "--delay-ms", f"{self.latency_ms:g}", "--state-dir", str(self.state_dir),
-                                *[a for r in routes for a in ("--route", r)]],
-                    env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+        self._spawn("latency", *self._command("latency"))
 
     def _wait(self, t0: float, timeout: float, what: str, ok) -> None:
         while True:

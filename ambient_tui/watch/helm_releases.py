@@ -8,6 +8,8 @@ The watcher is a ListWatcher (ambient_tui.watch.listwatch), as the pod watcher: 
 loop per namespace in scope, relist on 410 Gone, a "reconnecting" state with back-off when the API
 server is unreachable, a message per namespace on 403/404. Consumers poll `version` on a
 timer and take a `snapshot()` (newest revision per release) or a release's `history()`.
+During an API outage the last known list stays, marked stale (`stale_since`): a restarting
+API server that answers 401/403/404 for a moment does not empty it either.
 Only the fields the pane shows are kept, never the manifest or values (they hold secrets).
 """
 
@@ -17,10 +19,12 @@ import base64
 import binascii
 import gzip
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Protocol
 
-from .listwatch import ApiError, ListWatcher, Loop, RawSource, where
+from .listwatch import (RECONNECTING, RETRY, ApiError, ConnectionLost, ListWatcher, Loop, RawSource,
+                        status_message, where)
 from .rows import parse_time
 
 INSTALL_NAMESPACES = ("istio-system", "istio-ingress")
@@ -204,9 +208,36 @@ class KubeSecretSource(RawSource):
     def list(self, namespace: str | None) -> tuple[list[dict], str]:  # type: ignore[override]
         return super().list("secrets", namespace)  # type: ignore[return-value]
 
+    def namespace_exists(self, namespace: str) -> bool | None:
+        """False only when the API server says this namespace is not found. A restarting server
+        answers 404 for every path for a moment ("the server could not find the requested
+        resource"): that is an outage (the last list stays, stale), not a deleted namespace."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.core.read_namespace(namespace, _request_timeout=(self.connect_timeout, 10))
+            return True
+        except ApiException as e:
+            if e.status == 404 and _names(e.body, namespace):
+                return False
+            if e.status in (401, 403):
+                return None
+            raise ApiError(e.status or 0, status_message(e.body)) from None
+        except Exception as e:
+            raise ConnectionLost(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
     def watch(self, namespace: str | None, resource_version: str,  # type: ignore[override]
               timeout: int) -> Iterator[dict]:
         return super().watch("secrets", namespace, resource_version, timeout)
+
+
+def _names(body, namespace: str) -> bool:
+    """True when a 404 Status body is about this namespace (details.name), not a missing path."""
+    try:
+        details = (json.loads(body) or {}).get("details") or {}
+    except (TypeError, ValueError):
+        return False
+    return details.get("name") == namespace and details.get("kind") in ("namespaces", None)
 
 
 # --- the watcher ---------------------------------------------------------------------------
@@ -219,6 +250,9 @@ class HelmSnapshot:
     last_error: str = ""
     messages: dict[str, str] = field(default_factory=dict)  # namespace -> problem
     scope: tuple[str, ...] | None = None                      # None: all namespaces
+    # When the list shown stopped being current (API outage), else None: the rows are the
+    # last known ones.
+    stale_since: float | None = None
 
 
 def _secret_key(obj: dict) -> tuple[str, str]:
@@ -241,6 +275,8 @@ class HelmReleaseWatcher(ListWatcher):
         self.scope: tuple[str, ...] | None = None if namespaces is None else tuple(sorted(set(namespaces)))
         # secret (namespace, name) -> decoded revision; a Secret is one revision.
         self._secrets: dict[tuple[str, str], Release] = {}
+        # loop key -> when its rows stopped being current (an error after a good list).
+        self._stale: dict[str, float] = {}
 
     def snapshot(self) -> HelmSnapshot:
         with self._lock:
@@ -250,7 +286,8 @@ class HelmReleaseWatcher(ListWatcher):
                 if cur is None or rel.revision > cur.revision:
                     newest[rel.key] = rel
             return HelmSnapshot(self._version, newest, self.state, self.last_error,
-                                dict(self._messages), self.scope)
+                                dict(self._messages), self.scope,
+                                min(self._stale.values()) if self._stale else None)
 
     def history(self, namespace: str, name: str) -> list[Release]:
         """Every revision still stored for the release, newest first."""
@@ -285,16 +322,45 @@ class HelmReleaseWatcher(ListWatcher):
             self._messages[f"{ns}/{name}"] = f"cannot decode {ns}/{name}: {e}"
             return None
 
+    def _has_rows(self, loop: Loop) -> bool:
+        return any(loop.namespace is None or k[0] == loop.namespace for k in self._secrets)
+
+    def _set_error(self, error: str, loop: str, state: str) -> None:
+        with self._lock:
+            lp = next((lp for lp in self._loops() if lp.key == loop), None)
+            if state == RECONNECTING and loop not in self._stale and (
+                    self._has_rows(lp) if lp is not None else bool(self._secrets)):
+                self._stale[loop] = time.time()
+        super()._set_error(error, loop, state)
+
+    def _on_denied(self, loop: Loop, e: ApiError) -> str | None:
+        """401/403/404 after a good list: keep the rows, stale, and say why (a restarting API
+        server answers so for a moment); with nothing listed yet, the scope's message as before."""
+        with self._lock:
+            had_rows = self._has_rows(loop)
+        if not had_rows:
+            return super()._on_denied(loop, e)
+        from .listwatch import DENIED
+
+        self._set_error(f"{loop.label or loop.key}: {self._denied_message(loop, DENIED[e.status], e)}",
+                        loop.key, RECONNECTING)
+        self._stop.wait(self.denied_retry)
+        return RETRY
+
     def _replace(self, loop: Loop, items: Iterable[dict]) -> None:
         namespace = loop.namespace
         with self._lock:
-            self.relists += 1
-            for k in [k for k in self._secrets if namespace is None or k[0] == namespace]:
-                del self._secrets[k]
+            # Decode everything first: a list that fails part way leaves the old rows as they were.
+            new: dict[tuple[str, str], Release] = {}
             for obj in items:
                 rel = self._decode(obj)
                 if rel is not None:
-                    self._secrets[_secret_key(obj)] = rel
+                    new[_secret_key(obj)] = rel
+            self.relists += 1
+            for k in [k for k in self._secrets if namespace is None or k[0] == namespace]:
+                del self._secrets[k]
+            self._secrets.update(new)
+            self._stale.pop(loop.key, None)
             self._version += 1
 
     def _apply(self, loop: Loop, typ: str, obj: dict) -> None:

@@ -52,7 +52,7 @@ class StubHelmProvider:
             if r.key not in newest or r.revision > newest[r.key].revision:
                 newest[r.key] = r
         return HelmSnapshot(self.version, newest, self.state, self.error, dict(self.messages),
-                            ("istio-system", "istio-ingress"))
+                            ("istio-system", "istio-ingress"), getattr(self, "stale_since", None))
 
     def history(self, ns, name):
         return sorted((r for r in self.revisions if r.key == (ns, name)),
@@ -165,11 +165,14 @@ async def test_history_and_rollback_confirmation_needs_the_typed_name():
         confirm = app.screen
         assert isinstance(confirm, ConfirmHelmCommand)
         assert str(confirm.query_one("#confirm-command").render()) == "helm rollback tiny 2 -n istio-system --wait"
-        # A wrong name runs nothing.
-        await pilot.press(*"tin", "enter")
-        await pilot.pause()
-        assert confirm.state == "confirming"
-        assert "does not match tiny; nothing was run" in str(confirm.query_one("#confirm-result").render())
+        # A wrong name runs nothing: a prefix, empty, blanks, the wrong case, surrounding blanks.
+        box = confirm.query_one("#confirm-input")
+        for typed in ("tin", "", "   ", "TINY", " tiny "):
+            box.value = typed
+            await pilot.press("enter")
+            await pilot.pause()
+            assert confirm.state == "confirming", typed
+            assert "does not match tiny; nothing was run" in str(confirm.query_one("#confirm-result").render())
         # Escape cancels and goes back to the history.
         await pilot.press("escape")
         await pilot.pause()
@@ -244,3 +247,23 @@ async def test_read_only_offers_no_fix_and_no_rollback():
         await pilot.press("down", "b")
         await pilot.pause()
         assert app.screen is hist
+
+
+@pytest.mark.asyncio
+async def test_stale_list_is_kept_and_marked():
+    """During an API outage the watcher keeps the last list with stale_since: the pane keeps
+    the rows and says they are the last known ones (issue 15)."""
+    provider = StubHelmProvider(REVS)
+    app = HelmApp(provider)
+    async with app.run_test(size=(120, 24)) as pilot:
+        pane = app.query_one(HelmPane)
+        await pilot.pause()
+        assert "STALE" not in status_text(app)
+        provider.set(REVS, state=RECONNECTING, error="istio-system: connection refused", stale_since=NOW - 30)
+        await pilot.pause(0.15)
+        assert len(pane.table_rows()) == 2
+        text = status_text(app)
+        assert "STALE · last known list from" in text and "(2 releases)" in text and "reconnecting…" in text
+        provider.set(REVS, state=WATCHING, error="", stale_since=None)
+        await pilot.pause(0.15)
+        assert "STALE" not in status_text(app)

@@ -254,3 +254,32 @@ async def test_netpol_screen_opens_from_main(tmp_path):
         await pilot.press("n")
         await pilot.pause()
         assert isinstance(app.screen, NetpolScreen)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("keymap, expect", [
+    ('ambient.run: ","\n', "an empty key"),
+    ('ambient.run: "ctrl+"\n', "'ctrl+' is not a key"),
+    ("ambient.run: [x, 'nokey']\n", "'nokey' is not a key Textual knows"),
+])
+async def test_keymap_keys_must_be_real_keys(tmp_path, keymap, expect):
+    """`","` and `"ctrl+"` used to be accepted and left Run without a key (issue 15)."""
+    app = make_app(tmp_path, keymap=keymap)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        notices = [n.message for n in app._notifications]
+        assert any(expect in m and "using the default keys" in m for m in notices), notices
+        await pilot.press("s", "r")  # the defaults stand: skip, then run the rest
+        await settle(pilot)
+        assert app.plan.step("hello").state is StepState.SKIPPED
+        assert app.plan.step("count").state is StepState.SUCCEEDED
+
+
+@pytest.mark.asyncio
+async def test_keymap_that_takes_a_bindings_only_key_reports_it(tmp_path):
+    app = make_app(tmp_path, keymap="ambient.skip: r\n")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        notices = [n.message for n in app._notifications]
+        assert any(m.startswith("ambient.run (Run): r now belongs to ambient.skip; it has no key left")
+                   for m in notices), notices

@@ -39,6 +39,7 @@ class FakeSession:
     def __init__(self, tmp_path, d: Discovery | None = None, *, error: Exception | None = None,
                  denied: list | None = None, leftovers: list | None = None, fail_step: str = "") -> None:
         self.cluster = "demo"
+        self.phrase, self.phrase_kind = "demo", "the cluster name"
         self.d = d or discovery()
         self.error = error
         self._denied = denied or []
@@ -336,3 +337,56 @@ async def test_read_only_shows_the_review_and_runs_nothing(tmp_path):
         await pilot.pause(0.3)
         assert screen.state == "review" and session.calls == ["discover"]
         assert not session.journal_file.exists()
+
+
+@pytest.mark.asyncio
+async def test_nameless_cluster_asks_for_the_server_host_and_refuses_near_misses(tmp_path):
+    """A kubeconfig whose context and cluster are named "" (issue 15): the phrase is the API
+    server host, shown in the prompt; empty, blank, a prefix and the wrong case run nothing."""
+    from textual.widgets import Label
+
+    from ambient_tui.engine.confirm import Target, confirmation_phrase, phrase_kind
+
+    session = FakeSession(tmp_path)
+    target = Target(cluster="", context=" ", server="https://API.example.internal:6443")
+    session.cluster = ""
+    session.phrase = confirmation_phrase(target)
+    session.phrase_kind = phrase_kind(target, session.phrase)
+    assert session.phrase == "api.example.internal"  # urlsplit lower-cases the host
+    screen = UninstallScreen(session=session)
+    app = Host(screen)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_for(pilot, lambda: screen.state == "review")
+        assert "Type api.example.internal to confirm" in str(screen.query_one("#u-confirm-label", Label).render())
+        box = screen.query_one("#u-confirm-input", Input)
+        for typed in ("", "   ", "api.example", "API.EXAMPLE.INTERNAL", " api.example.internal"):
+            box.value = typed
+            await pilot.press("f9")
+            await pilot.pause()
+            assert screen.state == "review" and screen.runner is None, typed
+            assert "nothing was run" in text_of(screen, "#u-status"), typed
+        assert "denied" not in session.calls and not session.journal_file.exists()
+        box.value = ""
+        await pilot.press("enter")  # Enter on the empty field: refused as well
+        await pilot.pause()
+        assert screen.runner is None and "type api.example.internal" in text_of(screen, "#u-status")
+        box.value = "api.example.internal"
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: screen.state == "done")
+        assert session.calls == ["discover", "denied", "verify"]
+
+
+@pytest.mark.asyncio
+async def test_unwritable_journal_stops_the_uninstall_before_anything_runs(tmp_path):
+    session = FakeSession(tmp_path)
+    (tmp_path / "blocker").write_text("")
+    session.journal_file = tmp_path / "blocker" / "demo.jsonl"  # a file where the folder should be
+    screen = UninstallScreen(session=session)
+    app = Host(screen)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_for(pilot, lambda: screen.state == "review")
+        await pilot.press(*"demo", "enter")
+        await wait_for(pilot, lambda: "denied" in session.calls and screen.state == "review")
+        await pilot.pause()
+        assert screen.runner is None and "verify" not in session.calls
+        assert "nothing was run: a parent of the journal path" in text_of(screen, "#u-status")

@@ -71,7 +71,7 @@ def test_unwritable_state_dir_gives_one_line_and_a_next_step(tmp_path):
     blocker = tmp_path / "state"
     blocker.write_text("")
     j = Journal(blocker / "journal" / "c.jsonl")
-    with pytest.raises(JournalError, match=r"cannot write the journal at .*; set XDG_STATE_HOME"):
+    with pytest.raises(JournalError, match=r"a parent of the journal path .* is a file, not a directory; set XDG_STATE_HOME"):
         j.write({"type": "plan"})
 
 

@@ -183,3 +183,40 @@ def test_profile_env_writes_a_profile(tmp_path, monkeypatch):
     assert rc == 0
     names = {fn for (_f, _l, fn) in pstats.Stats(str(out)).stats}
     assert "__call__" in names  # FakeLaunch.__call__ ran under the profiler
+
+
+def test_no_terminal_never_hangs_one_line_when_the_cluster_is_unreachable(tmp_path):
+    """`pods -A </dev/null | cat` used to wait for a terminal for ever (issue 15). A real
+    process with no terminal, the real watcher, a kubeconfig pointing where nothing listens."""
+    import os
+    import time
+
+    kc = write_kubeconfig(tmp_path / "kc")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    t = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", "from ambient_tui.cli import entry; entry()",
+                           "pods", "-A", "--kubeconfig", str(kc)], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": root})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ambient-tui pods: cannot list pods:"), lines
+    assert proc.stdout == ""
+    assert time.monotonic() - t < 50  # ended by the lost connection, not by the timeout
+
+
+def test_no_terminal_prints_the_pods_once_as_a_table():
+    """print_once on a stand-in watcher (a fake: the real one needs an API server, see the
+    cluster tier) shows the rows in COLUMNS order."""
+    from ambient_tui.watch.pods import WATCHING, Snapshot
+    from ambient_tui.watch.rows import PodRow
+
+    class FakeWatcher:
+        def snapshot(self):
+            row = PodRow("istio-system", "istiod-1", "1/1", "Running", 0, None, "node-a", "-")
+            return Snapshot(1, {row.key: row}, WATCHING)
+
+    out, err = io.StringIO(), io.StringIO()
+    assert cmd.print_once(FakeWatcher(), out, err) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "AMBIENT", "NODE"]
+    assert lines[1].split()[:4] == ["istio-system", "istiod-1", "1/1", "Running"]

@@ -12,6 +12,7 @@ import copy
 import gzip
 import json
 import queue
+import time
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,36 @@ def test_watcher_reports_an_undecodable_secret_and_keeps_the_rest(make_watcher):
     snap = w.snapshot()
     assert set(snap.releases) == {("rec", "stuck")}
     assert any("cannot decode rec/sh.helm.release.v1.broken.v1" in m for m in snap.messages.values())
+
+
+@pytest.mark.parametrize("error", [ConnectionLost("connection refused"),
+                                   ApiError(404, "the server could not find the requested resource"),
+                                   ApiError(403, "forbidden while the authorizer starts")])
+def test_outage_keeps_the_last_list_marked_stale(make_watcher, error):
+    """An API outage (connection refused, or a restarting server answering 404/403 for a
+    moment) must not empty the list: the last one stays, with stale_since set (issue 15)."""
+    src = FakeSecretSource([with_ns(recorded("tiny.v2"))])
+    w = make_watcher(src)
+    assert wait_until(lambda: w.state == WATCHING and w.snapshot().releases, 5)
+    assert w.snapshot().stale_since is None
+    src.list_error = error
+    src.events.put(ConnectionLost("watch stream broke"))
+    assert wait_until(lambda: w.snapshot().stale_since is not None, 5)
+    time.sleep(0.3)  # several failed relists later
+    snap = w.snapshot()
+    assert ("rec", "tiny") in snap.releases and snap.stale_since is not None and snap.state == RECONNECTING
+    src.list_error = None
+    assert wait_until(lambda: w.state == WATCHING and w.snapshot().stale_since is None, 5)
+    assert ("rec", "tiny") in w.snapshot().releases
+
+
+def test_a_404_that_names_the_namespace_is_missing_a_bare_404_is_an_outage():
+    from ambient_tui.watch.helm_releases import _names
+
+    gone = json.dumps({"kind": "Status", "reason": "NotFound", "code": 404,
+                       "message": 'namespaces "istio-system" not found',
+                       "details": {"name": "istio-system", "kind": "namespaces"}})
+    starting = json.dumps({"kind": "Status", "reason": "NotFound", "code": 404,
+                           "message": "the server could not find the requested resource", "details": {}})
+    assert _names(gone, "istio-system") and not _names(starting, "istio-system")
+    assert not _names("404 page not found", "istio-system") and not _names(None, "istio-system")
