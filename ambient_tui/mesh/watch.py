@@ -167,6 +167,11 @@ class MeshWatcher(ListWatcher):
                 table[key] = value
             self._version += 1
 
+    def pod_names(self, namespace: str) -> list[str]:
+        """Live pods of a namespace (the pane's opt-out list)."""
+        with self._lock:
+            return sorted(p.name for p in self._pods.values() if p.namespace == namespace and p.live)
+
     def snapshot(self) -> MeshSnapshot:
         with self._lock:
             if self._built is not None and self._built[0] == self._version:
