@@ -109,9 +109,11 @@ class LazyKube:
     mounts: the kubernetes client costs a second of import the pane does not need to draw."""
 
     def __init__(self, kubeconfig: str | None, context: str | None) -> None:
+        from ambient_tui.cli import current_context  # the kubeconfig read with PyYAML only
+
         self._args = (kubeconfig, context)
         self._client = None
-        self.context = context or ""
+        self.context = context or current_context(kubeconfig)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
