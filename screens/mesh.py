@@ -32,7 +32,8 @@ from ambient_tui.engine.plan import Plan
 from ambient_tui.mesh.state import MeshState, NamespaceRow
 
 REFRESH = 0.25
-COLUMNS = (("name", "NAMESPACE"), ("mode", "MODE"), ("captured", "CAPT"), ("waypoint", "WAYPOINT"))
+COLUMNS = (("name", "NAMESPACE"), ("mode", "MODE"), ("captured", "CAPT"), ("waypoint", "WAYPOINT"),
+           ("netpol", "NP"))
 MODE_STYLE = {"ambient": "green", "sidecar": "cyan", "none": "yellow", "excluded": "dim", "-": "dim"}
 SPARK = {1.0: ("█", "green"), 0.5: ("▄", "yellow"), 0.0: ("▁", "bold red")}
 
@@ -98,8 +99,11 @@ def row_cells(ns: NamespaceRow) -> tuple[Text, ...]:
     if ns.waypoint:
         ready = ns.waypoint_state == "ready"
         wp = Text(ns.waypoint + (" ✔" if ready else " ✘"), style="green" if ready else "yellow")
+    # NP: blocking NetworkPolicy findings (HBONE or probes not allowed) of its live policies
+    np = Text("-", style="dim") if ns.netpol_errors is None else (
+        Text("ok", style="green") if not ns.netpol_errors else Text(f"{ns.netpol_errors}✘", style="bold red"))
     return (Text(ns.name), Text(ns.mode, style=MODE_STYLE.get(ns.mode, "")),
-            Text(f"{ns.captured}/{ns.pods}", style=capt_style), wp)
+            Text(f"{ns.captured}/{ns.pods}", style=capt_style), wp, np)
 
 
 # --- the pane ------------------------------------------------------------------------------

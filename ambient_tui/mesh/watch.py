@@ -19,7 +19,7 @@ from ambient_tui.mesh.state import (GATEWAY_NAME_LABEL, MeshState, PodFacts, bui
 from ambient_tui.watch.listwatch import ApiError, ListWatcher, Loop, RawSource
 
 HISTORY = 24  # points kept per component (the pane shows the newest that fit)
-KINDS = ("namespaces", "pods", "nodes", "gateways", "deployments")
+KINDS = ("namespaces", "pods", "nodes", "gateways", "deployments", "networkpolicies")
 
 
 class MeshSource(RawSource):
@@ -33,6 +33,7 @@ class MeshSource(RawSource):
         super().__init__(kubeconfig, context, api_client, connect_timeout)
         self.apps = client.AppsV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
+        self.net = client.NetworkingV1Api(self.api_client)
 
     def _request(self, kind: str, namespace: str | None, **kw):
         if kind == "namespaces":
@@ -43,6 +44,8 @@ class MeshSource(RawSource):
             return self.core.list_node(**kw)
         if kind == "deployments":
             return self.apps.list_deployment_for_all_namespaces(label_selector=GATEWAY_NAME_LABEL, **kw)
+        if kind == "networkpolicies":
+            return self.net.list_network_policy_for_all_namespaces(**kw)
         if kind == "gateways":
             kw.pop("_continue", None)
             kw.pop("limit", None)
@@ -100,6 +103,9 @@ class MeshWatcher(ListWatcher):
         self._nodes: dict[str, bool] = {}
         self._gws: dict[tuple[str, str], dict] = {}
         self._deps: dict[tuple[str, str], dict] = {}
+        self._policies: dict[tuple[str, str], dict] = {}
+        # namespace -> (its policies' resourceVersions, blocking findings): lint only on change
+        self._linted: dict[str, tuple[tuple, int]] = {}
         self._history = ReadinessHistory()
         self._built: tuple[int, MeshSnapshot] | None = None
 
@@ -131,6 +137,8 @@ class MeshWatcher(ListWatcher):
             return pod_facts(obj)
         if kind == "nodes":
             return node_ready(obj)
+        if kind == "networkpolicies":
+            return {k: obj.get(k) for k in ("metadata", "spec")}
         # Gateways and Deployments: keep only what `waypoints` reads.
         return {"metadata": {k: (obj.get("metadata") or {}).get(k) for k in ("name", "namespace", "labels")},
                 "spec": {"gatewayClassName": (obj.get("spec") or {}).get("gatewayClassName")},
@@ -139,7 +147,7 @@ class MeshWatcher(ListWatcher):
 
     def _table(self, kind: str) -> dict:
         return {"namespaces": self._ns, "pods": self._pods, "nodes": self._nodes,
-                "gateways": self._gws, "deployments": self._deps}[kind]
+                "gateways": self._gws, "deployments": self._deps, "networkpolicies": self._policies}[kind]
 
     def _k(self, kind: str, obj: dict):
         key = self._key(obj)
@@ -167,6 +175,28 @@ class MeshWatcher(ListWatcher):
                 table[key] = value
             self._version += 1
 
+    def _lint(self, state: MeshState, policies: list[dict]) -> None:
+        """Blocking NetworkPolicy findings per namespace, linted again only when its policies
+        changed (their resourceVersions): 2,000 namespaces are not linted on every pod event."""
+        from ambient_tui.mesh.enroll import lint_policies
+
+        by_ns: dict[str, list[dict]] = {}
+        for p in policies:
+            by_ns.setdefault((p.get("metadata") or {}).get("namespace", ""), []).append(p)
+        for row in state.namespaces:
+            if row.mode == "excluded":
+                continue
+            mine = by_ns.get(row.name, [])
+            sig = tuple(sorted((p["metadata"].get("name"), p["metadata"].get("resourceVersion")) for p in mine))
+            cached = self._linted.get(row.name)
+            if cached is None or cached[0] != sig:
+                try:
+                    cached = (sig, len(lint_policies(mine, row.name)))
+                except Exception:  # noqa: BLE001 - a policy the lint cannot read: not counted
+                    cached = (sig, 0)
+                self._linted[row.name] = cached
+            row.netpol_errors = cached[1]
+
     def pod_names(self, namespace: str) -> list[str]:
         """Live pods of a namespace (the pane's opt-out list)."""
         with self._lock:
@@ -179,8 +209,10 @@ class MeshWatcher(ListWatcher):
             version = self._version
             ns, pods, nodes = dict(self._ns), list(self._pods.values()), dict(self._nodes)
             gws, deps = list(self._gws.values()), list(self._deps.values())
+            policies = list(self._policies.values())
             messages, watch_state, error = dict(self._messages), self.state, self.last_error
         state = build_state(ns, pods, nodes, waypoints(gws, deps), list(messages.values()))
+        self._lint(state, policies)
         self._history.record(state)
         snap = MeshSnapshot(version, state, watch_state, error, messages, self._history.points())
         self._built = (version, snap)

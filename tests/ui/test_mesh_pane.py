@@ -71,6 +71,8 @@ class StubMeshProvider:
         pods = [pod("istio-system", "ztunnel-2", node="kwok-node-2", ready=zt2_ready, labels={"app": "ztunnel"})
                 if p["metadata"]["name"] == "ztunnel-2" else p for p in pods]
         self.state = build_state(NAMESPACES, [pod_facts(p) for p in pods], nodes, waypoints(GATEWAYS, DEPLOYMENTS))
+        for row in self.state.namespaces:  # as MeshWatcher's lint of the live policies sets it
+            row.netpol_errors = {"web": 1, "kube-system": None, "istio-system": None}.get(row.name, 0)
         self.history.record(self.state)
         self.version += 1
 
@@ -145,7 +147,8 @@ async def test_key_5_shows_the_namespaces_with_mode_captured_pods_and_waypoint()
     async with app.run_test(size=(120, 40)) as pilot:
         pane = await show_mesh(pilot)
         rows = {r[0]: r for r in pane.table_rows()}
-        assert rows["apps"][1:] == ("ambient", "4/4", "waypoint ✔")
+        assert rows["apps"][1:] == ("ambient", "4/4", "waypoint ✔", "ok")
+        assert rows["web"][4] == "1✘" and rows["kube-system"][4] == "-"
         assert rows["legacy"][1:3] == ("ambient", "1/2")
         assert rows["shop"][1] == "sidecar" and rows["kube-system"][1] == "excluded"
         picture = str(app.screen.query_one("#mesh-map").render())

@@ -125,3 +125,35 @@ def test_journal_export_marks_a_step_that_never_ended(tmp_path):
     [plan] = jx.ran(read.records, "r1")
     assert plan.steps[0].state == "interrupted"
     assert "never ended (interrupted)" in jx.to_markdown("r1", "c", [plan])
+
+
+def test_watcher_merges_lists_and_events_and_lints_only_changed_namespaces(monkeypatch):
+    """MeshWatcher's merge (what its list+watch threads call), without threads or a server."""
+    from ambient_tui.mesh import enroll
+    from ambient_tui.mesh.watch import MeshWatcher
+    from ambient_tui.watch.listwatch import Loop
+
+    w = MeshWatcher(source=object())
+    loop = {k: Loop(key=k, kind=k, namespace=None, scope=k) for k in
+            ("namespaces", "pods", "nodes", "gateways", "deployments", "networkpolicies")}
+    w._replace(loop["namespaces"], [{"metadata": {"name": "apps", "labels": {"istio.io/dataplane-mode": "ambient"}}}])
+    w._replace(loop["nodes"], [{"metadata": {"name": "n1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}])
+    w._replace(loop["pods"], [pod("apps", "a", captured=True), pod("apps", "b")])
+    deny = {"metadata": {"name": "deny", "namespace": "apps", "resourceVersion": "1"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
+    w._replace(loop["networkpolicies"], [deny])
+    calls = []
+    real = enroll.lint_policies
+    monkeypatch.setattr(enroll, "lint_policies", lambda p, ns: calls.append(ns) or real(p, ns))
+    snap = w.snapshot()
+    apps = snap.state.namespace("apps")
+    assert (apps.pods, apps.captured, apps.netpol_errors) == (2, 1, 2)  # HBONE and probes
+    assert w.snapshot() is snap  # no change, no rebuild
+    w._apply(loop["pods"], "MODIFIED", pod("apps", "b", captured=True))
+    assert w.snapshot().state.namespace("apps").captured == 2
+    assert calls == ["apps"]  # the pod event did not lint again
+    w._apply(loop["networkpolicies"], "DELETED", deny)
+    assert w.snapshot().state.namespace("apps").netpol_errors == 0 and calls == ["apps", "apps"]
+    w._apply(loop["pods"], "DELETED", pod("apps", "a"))
+    assert w.snapshot().state.namespace("apps").pods == 1
+    assert w.pod_names("apps") == ["b"]
