@@ -15,6 +15,7 @@ NetworkPolicy editor, `v` verify against ztunnel's view.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from rich.text import Text
@@ -32,6 +33,7 @@ from ambient_tui.engine.plan import Plan
 from ambient_tui.mesh.state import MeshState, NamespaceRow
 
 REFRESH = 0.25
+BIG, BIG_INTERVAL = 500, 0.5  # namespaces above which merges are spaced out, and by how much
 COLUMNS = (("name", "NAMESPACE"), ("mode", "MODE"), ("captured", "CAPT"), ("waypoint", "WAYPOINT"),
            ("netpol", "NP"))
 MODE_STYLE = {"ambient": "green", "sidecar": "cyan", "none": "yellow", "excluded": "dim", "-": "dim"}
@@ -164,8 +166,10 @@ class MeshPane(Widget):
         self._journal = journal
         self._seen = -1
         self._rows: dict[str, NamespaceRow] = {}
+        self._cells: dict[str, tuple[Text, ...]] = {}
         self.state: MeshState | None = None
         self._history: dict[str, list[float]] = {}
+        self._merged = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static("", id="mesh-status")
@@ -194,8 +198,15 @@ class MeshPane(Widget):
 
     # -- drawing --
     def _tick(self) -> None:
-        if self.provider is not None and self.provider.version != self._seen:
-            self.refresh_now()
+        if self.provider is None or self.provider.version == self._seen:
+            return
+        # Large meshes: at most two merges a second (a merge of 2,000 rows is the costly part
+        # of a frame; the picture stays live, keys stay quick).
+        now = time.monotonic()
+        if len(self._rows) > BIG and now - self._merged < BIG_INTERVAL:
+            return
+        self._merged = now
+        self.refresh_now()
 
     def refresh_now(self) -> None:
         snap = self.provider.snapshot()
@@ -230,7 +241,7 @@ class MeshPane(Widget):
         with self.app.batch_update():
             for name in [k for k in self._rows if k not in want]:
                 table.remove_row(name)
-                del self._rows[name]
+                del self._rows[name], self._cells[name]
             for name, row in want.items():
                 old = self._rows.get(name)
                 if old == row:
@@ -239,10 +250,11 @@ class MeshPane(Widget):
                 if old is None:
                     table.add_row(*cells, key=name)
                     added = True
-                else:
-                    for (key, _), cell in zip(COLUMNS, cells):
-                        table.update_cell(name, key, cell)
-                self._rows[name] = row
+                else:  # only the cells that changed: a pod event changes one count
+                    for (key, _), cell, was in zip(COLUMNS, cells, self._cells[name]):
+                        if cell != was:
+                            table.update_cell(name, key, cell)
+                self._rows[name], self._cells[name] = row, cells
             if added:
                 table.sort("name", key=lambda t: t.plain)
 
