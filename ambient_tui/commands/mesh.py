@@ -405,7 +405,8 @@ def cmd_verify(args, out, err, stdin) -> int:
             else f"{n.namespace}: {n.pods} pods (not verified)"
         _say(head, out)
         for m in n.missing:
-            _say(f"  - {m.pod} on {m.node or '(unscheduled)'}: {m.reason}" + (f"; {m.fix}" if m.fix else ""), out)
+            _say(f"  {'·' if m.expected else '-'} {m.pod} on {m.node or '(unscheduled)'}: {m.reason}"
+                 + (f"; {m.fix}" if m.fix else "") + (" (on purpose)" if m.expected else ""), out)
     if result.services:
         _say("services and their waypoint (istioctl ztunnel-config services):", out)
         for s in result.services:
@@ -413,7 +414,7 @@ def cmd_verify(args, out, err, stdin) -> int:
     elif result.services_error:
         _say(f"services could not be read from ztunnel: {result.services_error}", out)
     if result.proven:
-        _say("verified: every pod of the enrolled namespaces is in the mesh", out)
+        _say("verified: every pod of these namespaces is in the mesh (but those kept out on purpose)", out)
     return EXIT_OK if result.proven else EXIT_FAILED
 
 

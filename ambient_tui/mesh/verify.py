@@ -132,6 +132,8 @@ class Missing:
     node: str
     reason: str
     fix: str = ""
+    # Out of the mesh on purpose (opted out, host network): listed, but not a failure.
+    expected: bool = False
 
 
 @dataclass
@@ -152,8 +154,10 @@ class VerifyResult:
 
     @property
     def proven(self) -> bool:
-        """True only when ztunnel answered and lists every live pod with HBONE."""
-        return self.ztunnel_asked and all(not n.missing for n in self.namespaces)
+        """True only when ztunnel answered and lists with HBONE every live pod of at least one
+        namespace, except the pods kept out on purpose (opted out, host network)."""
+        return self.ztunnel_asked and bool(self.namespaces) and all(
+            m.expected for n in self.namespaces for m in n.missing)
 
     def to_dict(self) -> dict:
         return {"proven": self.proven, "ztunnel_asked": self.ztunnel_asked,
@@ -196,7 +200,8 @@ def compare(namespaces: list[str], pods: list, ztunnel_ready_nodes: set[str],
             reason, fix = likely_reason(p, ztunnel_ready_nodes)
             if workloads is None and reason.startswith("captured"):
                 continue  # nothing the API says against it; unproven, not missing
-            res.missing.append(Missing(ns, p.name, p.node, reason, fix))
+            res.missing.append(Missing(ns, p.name, p.node, reason, fix,
+                                       expected=p.host_network or p.opted_out))
         out.append(res)
     return out
 

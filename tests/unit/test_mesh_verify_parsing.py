@@ -77,6 +77,19 @@ def test_compare_lists_each_missing_pod_with_its_likely_reason():
     assert fix == "restart it: kubectl -n default rollout restart statefulset/legacy"
 
 
+def test_pods_kept_out_on_purpose_are_listed_but_do_not_fail_the_proof():
+    from ambient_tui.mesh.verify import VerifyResult
+
+    workloads = parse_workloads((RECORDED / "ztunnel-workloads.istio-1.24-docs.txt").read_text())
+    res = compare(["default"], [_pod("details-v1-cf74bb974-5sqkp"), _pod("agent-x", host_network=True),
+                                _pod("legacy-0", opted_out=True)], {"ambient-worker"}, workloads)
+    assert [m.expected for m in res[0].missing] == [True, True]
+    assert VerifyResult(res, ztunnel_asked=True).proven
+    res = compare(["default"], [_pod("legacy-0", captured=False)], {"ambient-worker"}, workloads)
+    assert not VerifyResult(res, ztunnel_asked=True).proven
+    assert not VerifyResult([], ztunnel_asked=True).proven  # nothing to prove is no proof
+
+
 def test_without_ztunnel_nothing_is_counted_in_the_mesh():
     pods = [_pod("a"), _pod("b", captured=False)]
     [res] = compare(["default"], pods, {"ambient-worker"}, None)
