@@ -156,6 +156,11 @@ async def test_key_5_shows_the_namespaces_with_mode_captured_pods_and_waypoint()
         assert picture.splitlines()[0].startswith("✘ kwok-node-2") and "1 pod out" in picture
         assert "2 ambient · waypoints 1/1 · 1 sidecar · 1 not in mesh" in picture
         assert "5 Mesh" in str(app.screen.query_one("#pane-tabs").render())
+        # the palette entry and the help rows (`?`) name the pane and its keys
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Show the mesh pane (enrolment, waypoints, ztunnel)" in titles
+        help_rows = {r[1] for r in app.screen.pane_help_rows()}
+        assert {"mesh pane: Enrol", "mesh pane: Unenrol", "mesh pane: Verify"} <= help_rows
 
 
 @pytest.mark.asyncio
@@ -256,3 +261,17 @@ def test_mesh_pane_zoomed_snapshot(snap_compare):
         await pilot.press("z")
         await pilot.pause(0.3)
     assert snap_compare(mesh_app(), terminal_size=(80, 24), run_before=run)
+
+
+@pytest.mark.asyncio
+async def test_the_palette_entry_opens_the_mesh_pane():
+    app = mesh_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(lambda: bool(app.screen.query("#pane-tabs")))
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"mesh pane")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(lambda: bool(app.screen.query(MeshPane)))
+        assert app.screen.pane == "mesh"
