@@ -81,6 +81,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("verify", help="prove enrolled pods are in the mesh (API vs ztunnel's workloads)")
     p.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
                    help="verify this namespace (repeat; default: every enrolled namespace)")
+    p.add_argument("--ztunnel-dump", metavar="FILE",
+                   help="read ztunnel's view from a saved config dump (kubectl exec ZTUNNEL -n "
+                        "istio-system -- curl -s localhost:15000/config_dump) instead of a live ztunnel")
     p.add_argument("--json", action="store_true")
     access_args(p)
     p.set_defaults(func=cmd_verify)
@@ -385,18 +388,25 @@ def cmd_verify(args, out, err, stdin) -> int:
     from ambient_tui.mesh.verify import verify
 
     chosen = namespaces_arg(args.namespace) if args.namespace else None
+    dump = args.ztunnel_dump
+    if dump:
+        import os
+        if not os.path.isfile(dump):
+            raise InputError(f"--ztunnel-dump {dump}: no such file")
     kube = _client(args)
     if chosen:
         _existing(kube, chosen)
     if not args.json:
         _say("asking ztunnel for its workloads (istioctl ztunnel-config workloads)…", err)
-    result = verify(kube, chosen, args.kubeconfig, kube.context)
+    result = verify(kube, chosen, args.kubeconfig, kube.context, dump=dump)
     if args.json:
         out.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return EXIT_OK if result.proven else EXIT_FAILED
     if not result.namespaces:
         _say("no enrolled namespaces to verify; enrol one with `ambient-tui enroll NS`", out)
-    if not result.ztunnel_asked:
+    if result.ztunnel_asked:
+        _say(f"ztunnel's view: {result.source}", out)
+    else:
         _say(f"ztunnel could not be asked: {result.ztunnel_error}", out)
         _say("NOT VERIFIED: no pod is counted as in the mesh without ztunnel's own view; "
              "what the API says about each pod follows.", out)

@@ -101,8 +101,13 @@ def parse_services(text: str) -> list[ZService]:
 
 # --- asking ztunnel -------------------------------------------------------------------------
 
-def istioctl_argv(what: str, kubeconfig: str | None, context: str | None) -> list[str]:
+def istioctl_argv(what: str, kubeconfig: str | None, context: str | None,
+                  dump: str | None = None) -> list[str]:
+    """`dump`: a ztunnel config dump saved earlier (`kubectl exec ZTUNNEL -n istio-system --
+    curl -s localhost:15000/config_dump`), read by istioctl instead of asking a live ztunnel."""
     argv = ["istioctl", "ztunnel-config", what]
+    if dump:
+        return argv + ["--file", dump]
     if kubeconfig:
         argv += ["--kubeconfig", kubeconfig]
     if context:
@@ -151,6 +156,7 @@ class VerifyResult:
     ztunnel_error: str = ""            # why ztunnel could not be asked
     services: list[ZService] = field(default_factory=list)
     services_error: str = ""
+    source: str = "live ztunnel"
 
     @property
     def proven(self) -> bool:
@@ -160,7 +166,7 @@ class VerifyResult:
             m.expected for n in self.namespaces for m in n.missing)
 
     def to_dict(self) -> dict:
-        return {"proven": self.proven, "ztunnel_asked": self.ztunnel_asked,
+        return {"proven": self.proven, "ztunnel_asked": self.ztunnel_asked, "source": self.source,
                 "ztunnel_error": self.ztunnel_error,
                 "namespaces": [asdict(n) for n in self.namespaces],
                 "services": [asdict(s) for s in self.services], "services_error": self.services_error}
@@ -207,7 +213,7 @@ def compare(namespaces: list[str], pods: list, ztunnel_ready_nodes: set[str],
 
 
 def verify(kube, namespaces: list[str] | None = None, kubeconfig: str | None = None,
-           context: str | None = None, runner=run_istioctl) -> VerifyResult:
+           context: str | None = None, runner=run_istioctl, dump: str | None = None) -> VerifyResult:
     """Compare the enrolled namespaces' pods (or `namespaces`) against ztunnel's workloads."""
     from ambient_tui.mesh.state import collect
 
@@ -215,8 +221,8 @@ def verify(kube, namespaces: list[str] | None = None, kubeconfig: str | None = N
     chosen = namespaces or state.enrolled
     facts = _pod_facts(kube, chosen)
     ready_nodes = {n.name for n in state.nodes if n.ztunnel_ready}
-    result = VerifyResult()
-    code, out = runner(istioctl_argv("workloads", kubeconfig, context or kube.context))
+    result = VerifyResult(source=f"ztunnel config dump {dump}" if dump else "live ztunnel")
+    code, out = runner(istioctl_argv("workloads", kubeconfig, context or kube.context, dump))
     workloads = None
     if code == 0:
         workloads = parse_workloads(out)
@@ -225,7 +231,7 @@ def verify(kube, namespaces: list[str] | None = None, kubeconfig: str | None = N
         result.ztunnel_error = (out.strip().splitlines() or ["no output"])[-1][:300]
     result.namespaces = compare(chosen, facts, ready_nodes, workloads)
     if result.ztunnel_asked:
-        code, out = runner(istioctl_argv("services", kubeconfig, context or kube.context))
+        code, out = runner(istioctl_argv("services", kubeconfig, context or kube.context, dump))
         if code == 0:
             result.services = [s for s in parse_services(out) if s.namespace in chosen]
         else:

@@ -225,6 +225,41 @@ def test_verify_with_the_real_istioctl_says_ztunnel_could_not_be_asked_and_fails
         cli(mesh_env, "unenroll", APPS, "--yes")
 
 
+def _dump(kubeconfig, ns, protocols: dict[str, str]) -> dict:
+    """A ztunnel config dump (the shape ztunnel serves on localhost:15000/config_dump) listing
+    the API's pods of `ns` with the given protocols; written by the test, since kwok runs no
+    ztunnel. The real istioctl reads it (`--file`)."""
+    items = []
+    for p in core(kubeconfig).list_namespaced_pod(ns).items:
+        if p.metadata.name in protocols:
+            items.append({"uid": f"Kubernetes//Pod/{ns}/{p.metadata.name}", "workloadIps": [p.status.pod_ip or "10.244.0.9"],
+                          "protocol": protocols[p.metadata.name], "name": p.metadata.name, "namespace": ns,
+                          "serviceAccount": "default", "workloadName": p.metadata.name, "workloadType": "pod",
+                          "clusterId": "Kubernetes", "trustDomain": "cluster.local", "node": p.spec.node_name,
+                          "status": "Healthy"})
+    return {"workloads": items, "services": [], "policies": [], "certificates": []}
+
+
+def test_verify_reads_a_saved_ztunnel_dump_with_the_real_istioctl(mesh_env, kubeconfig, tmp_path):
+    assert cli(mesh_env, "enroll", APPS).returncode == 0
+    try:
+        good = tmp_path / "good.json"
+        good.write_text(json.dumps(_dump(kubeconfig, APPS, {"captured": "HBONE", "hostnet": "TCP"})))
+        p = cli(mesh_env, "verify", "-n", APPS, "--ztunnel-dump", str(good))
+        # captured is in the mesh; hostnet (host network) and early (opted out) are out on purpose
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "mesh-apps: 1/3 pods in the mesh (HBONE)" in p.stdout and "(on purpose)" in p.stdout
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(_dump(kubeconfig, APPS, {"captured": "TCP"})))
+        j = json.loads(cli(mesh_env, "verify", "-n", APPS, "--ztunnel-dump", str(bad), "--json").stdout)
+        assert j["proven"] is False and j["ztunnel_asked"] is True
+        reasons = {m["pod"]: m["reason"] for m in j["namespaces"][0]["missing"]}
+        assert reasons["captured"].startswith("captured, but ztunnel does not list it with HBONE")
+        assert cli(mesh_env, "verify", "--ztunnel-dump", str(tmp_path / "none.json")).returncode == 2
+    finally:
+        cli(mesh_env, "unenroll", APPS, "--yes")
+
+
 def test_enrol_and_unenrol_through_the_mesh_pane(mesh_env, kubeconfig, tmp_path, monkeypatch):
     from screens.app import AmbientApp
     from screens.mesh import MeshPane, MeshPlanDialog

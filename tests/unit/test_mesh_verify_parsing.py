@@ -150,3 +150,21 @@ def test_verify_says_ztunnel_could_not_be_asked_and_never_passes():
     assert not result.ztunnel_asked and not result.proven
     assert "no ztunnel pod is ready" in result.ztunnel_error
     assert result.to_dict()["proven"] is False
+
+
+def test_tables_printed_by_the_real_istioctl_1_31_parse():
+    rows = parse_workloads((RECORDED / "ztunnel-workloads.istioctl-1.31-from-dump.txt").read_text())
+    assert [(r.namespace, r.pod, r.protocol) for r in rows] == [
+        ("istio-system", "istiod-6b7f9d8c4-2mzrt", "TCP"), ("shop", "cart-7d4b9c6f5-x2kqp", "HBONE"),
+        ("shop", "legacy-batch-5f6d8-q7w2z", "TCP"), ("shop", "payments-0", "HBONE")]
+    assert rows[1].node == "ip-10-0-1-17.ec2.internal" and rows[1].address == "10.244.1.21"
+    services = parse_services((RECORDED / "ztunnel-services.istioctl-1.31-from-dump.txt").read_text())
+    assert [(s.namespace, s.name, s.vip, s.waypoint, s.endpoints) for s in services] == [
+        ("istio-system", "istiod", "172.20.0.44", "None", "1/1"), ("shop", "cart", "172.20.14.3", "None", "1/1")]
+
+
+def test_a_saved_dump_is_read_with_file_instead_of_a_live_ztunnel():
+    from ambient_tui.mesh.verify import istioctl_argv
+
+    assert istioctl_argv("workloads", "/k", "ctx", "/tmp/dump.json") == \
+        ["istioctl", "ztunnel-config", "workloads", "--file", "/tmp/dump.json"]
