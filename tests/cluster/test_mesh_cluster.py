@@ -242,6 +242,7 @@ def _dump(kubeconfig, ns, protocols: dict[str, str]) -> dict:
 
 def test_verify_reads_a_saved_ztunnel_dump_with_the_real_istioctl(mesh_env, kubeconfig, tmp_path):
     assert cli(mesh_env, "enroll", APPS).returncode == 0
+    assert cli(mesh_env, "opt-out", "-n", APPS, "early").returncode == 0  # idempotent
     try:
         good = tmp_path / "good.json"
         good.write_text(json.dumps(_dump(kubeconfig, APPS, {"captured": "HBONE", "hostnet": "TCP"})))
@@ -262,7 +263,7 @@ def test_verify_reads_a_saved_ztunnel_dump_with_the_real_istioctl(mesh_env, kube
 
 def test_enrol_and_unenrol_through_the_mesh_pane(mesh_env, kubeconfig, tmp_path, monkeypatch):
     from screens.app import AmbientApp
-    from screens.mesh import MeshPane, MeshPlanDialog
+    from screens.mesh import MeshPane, MeshPlanDialog, VerifyScreen
 
     from ambient_tui.engine.plan import Phase, Plan, Step
     from ambient_tui.engine.runner import Runner
@@ -308,6 +309,17 @@ def test_enrol_and_unenrol_through_the_mesh_pane(mesh_env, kubeconfig, tmp_path,
             await until(lambda: dict((r[0], r[1]) for r in pane.table_rows())[WEB] == "ambient",
                         what="the watch to show mesh-web enrolled")
             assert ns_labels(kubeconfig, WEB)["istio.io/dataplane-mode"] == "ambient"
+
+            # v: verify with the real istioctl; kwok has no ztunnel to ask, and the dialog says so
+            await pilot.press("v")
+            await until(lambda: isinstance(app.screen, VerifyScreen), what="the verify dialog")
+            verify_screen = app.screen
+            await until(lambda: any("result:" in l or "could not run" in l for l in verify_screen.lines),
+                        timeout=180, what="verify to finish")
+            text = "\n".join(verify_screen.lines)
+            assert "ztunnel could not be asked" in text and "result: not proven" in text, text
+            await pilot.press("escape")
+            await until(lambda: not isinstance(app.screen, VerifyScreen), what="the dialog to close")
 
             await pilot.press("u")
             await until(lambda: isinstance(app.screen, MeshPlanDialog), what="the unenrol dialog")
