@@ -70,10 +70,14 @@ def render_map(state: MeshState, history: dict[str, list[float]], width: int, ma
         out.append(" " * (hist_w - len(history.get(f"ztunnel@{n.name}", [])[-hist_w:])))
         out.append(" cni")
         out.append("✔" if n.cni_ready else "✘", style="green" if n.cni_ready else "bold red")
+        note = ""
         if not ok and n.ambient_pods:
-            out.append(f" {n.ambient_pods} pod{'s' if n.ambient_pods != 1 else ''} out", style="bold red")
+            note = f" {n.ambient_pods} pod{'s' if n.ambient_pods != 1 else ''} out"
         elif not n.ztunnel:
-            out.append(" no ztunnel", style="bold red")
+            note = " no ztunnel"
+        out.append(note, style="bold red")
+        if width >= 80:  # room for the agents' pod names, in their own column
+            out.append(" " * (12 - len(note)) + f"{n.ztunnel or '-'}  {n.cni or '-'}", style="dim")
         out.append("\n")
     if len(nodes) > len(shown):
         out.append(f"  + {len(nodes) - len(shown)} more nodes", style="dim")
