@@ -84,6 +84,9 @@ def register(sub: Any) -> None:
     p.add_argument("--ztunnel-dump", metavar="FILE",
                    help="read ztunnel's view from a saved config dump (kubectl exec ZTUNNEL -n "
                         "istio-system -- curl -s localhost:15000/config_dump) instead of a live ztunnel")
+    p.add_argument("--sample", action="store_true",
+                   help=f"the guide's sample check instead: a client and a server in a scratch namespace "
+                        "(enrolled), a connection, ztunnel's view, then everything removed")
     p.add_argument("--json", action="store_true")
     access_args(p)
     p.set_defaults(func=cmd_verify)
@@ -394,6 +397,8 @@ def cmd_verify(args, out, err, stdin) -> int:
         if not os.path.isfile(dump):
             raise InputError(f"--ztunnel-dump {dump}: no such file")
     kube = _client(args)
+    if args.sample:
+        return _sample(args, kube, out, dump)
     if chosen:
         _existing(kube, chosen)
     if not args.json:
@@ -426,6 +431,32 @@ def cmd_verify(args, out, err, stdin) -> int:
     if result.proven:
         _say("verified: every pod of these namespaces is in the mesh (but those kept out on purpose)", out)
     return EXIT_OK if result.proven else EXIT_FAILED
+
+
+def _sample(args, kube, out, dump) -> int:
+    from ambient_tui.mesh import sample
+    from ambient_tui.mesh.verify import istioctl_argv, parse_workloads, run_istioctl
+
+    if kube.get_namespace(sample.NAMESPACE) is not None:
+        raise InputError(f"namespace {sample.NAMESPACE} already exists (a sample check that did not "
+                         f"finish?); delete it first: kubectl delete namespace {sample.NAMESPACE}")
+    kubectl_args = (["--kubeconfig", args.kubeconfig] if args.kubeconfig else []) + ["--context", kube.context]
+
+    def ztunnel():
+        code, text = run_istioctl(istioctl_argv("workloads", args.kubeconfig, kube.context, dump))
+        return (parse_workloads(text), "") if code == 0 else (None, (text.strip().splitlines() or ["no output"])[-1])
+
+    ok = False
+    try:
+        ok = _run(kube, sample.check_plan(kube, kubectl_args, ztunnel=ztunnel), out)
+    finally:  # remove it all, whatever happened
+        cleaned = _run(kube, sample.cleanup_plan(kube), out)
+    if ok and cleaned:
+        _say("sample check passed: the client reached the server over HBONE; the sample is removed", out)
+        return EXIT_OK
+    _say("sample check NOT passed" + ("" if cleaned else f"; namespace {sample.NAMESPACE} may be left: "
+                                      f"kubectl delete namespace {sample.NAMESPACE}"), out)
+    return EXIT_FAILED
 
 
 # --- journal -------------------------------------------------------------------------------

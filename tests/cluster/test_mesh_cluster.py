@@ -263,6 +263,26 @@ def test_verify_reads_a_saved_ztunnel_dump_with_the_real_istioctl(mesh_env, kube
         cli(mesh_env, "unenroll", APPS, "--yes")
 
 
+def test_sample_check_on_kwok_fails_at_the_connection_and_removes_everything(mesh_env, kubeconfig):
+    from kubernetes.client.rest import ApiException
+
+    p = cli(mesh_env, "verify", "--sample", timeout=400)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "sample check NOT passed" in p.stdout and "may be left" not in p.stdout
+    with pytest.raises(ApiException) as e:
+        core(kubeconfig).read_namespace("ambient-tui-sample")
+    assert e.value.status == 404
+    run = json.loads(cli(mesh_env, "journal", "--format", "json").stdout)
+    assert [s["state"] for s in run["plans"][-1]["steps"]] == ["succeeded"]  # the removal
+    check = run["plans"][-2]["steps"]
+    states = {s["step"]: s["state"] for s in check}
+    # created, Ready (kwok marks them), then the connection cannot be made: no pass
+    assert states["sample-create"] == "succeeded" and states["sample-ready"] == "succeeded"
+    assert states["sample-connect"] == "failed" and "sample-hbone" not in states
+    assert check[2]["command"].startswith("kubectl ") and " exec -n ambient-tui-sample client -- /agnhost connect" \
+        in check[2]["command"]
+
+
 def test_enrol_and_unenrol_through_the_mesh_pane(mesh_env, kubeconfig, tmp_path, monkeypatch):
     from screens.app import AmbientApp
     from screens.mesh import MeshPane, MeshPlanDialog, VerifyScreen
