@@ -165,8 +165,9 @@ def _existing(kube, namespaces: list[str]) -> dict[str, dict]:
     return found
 
 
-def _run(kube, plan, out: TextIO, dry_run: bool = False) -> bool:
-    """Print the plan, run it through the Runner (journaled), print each step's result."""
+def _run(kube, plan, out: TextIO, dry_run: bool = False, journal=None) -> bool:
+    """Print the plan, run it through the Runner (journaled), print each step's result.
+    `journal`: one already open (several plans in one run); else the cluster's, closed after."""
     import asyncio
 
     from ambient_tui.engine.events import EventKind
@@ -178,7 +179,8 @@ def _run(kube, plan, out: TextIO, dry_run: bool = False) -> bool:
     _say(f"plan: {plan.title} ({total} step{'s' if total != 1 else ''})", out)
     for i, s in enumerate(plan.steps, 1):
         _say(f"  [{i}/{total}] {s.title}: {s.command}", out)
-    journal = Journal.for_cluster(kube.context or "default")
+    own = journal is None
+    journal = journal or Journal.for_cluster(kube.context or "default")
     runner = Runner(plan, journal=journal, dry_run=dry_run)
     index = {s.id: i for i, s in enumerate(plan.steps, 1)}
 
@@ -196,7 +198,8 @@ def _run(kube, plan, out: TextIO, dry_run: bool = False) -> bool:
         with change_guard(kube, plan.title):
             return asyncio.run(runner.run())
     finally:
-        journal.close()
+        if own:
+            journal.close()
 
 
 def _confirm(expected: str, what: str, out: TextIO, stdin: TextIO) -> bool:
@@ -446,11 +449,15 @@ def _sample(args, kube, out, dump) -> int:
         code, text = run_istioctl(istioctl_argv("workloads", args.kubeconfig, kube.context, dump))
         return (parse_workloads(text), "") if code == 0 else (None, (text.strip().splitlines() or ["no output"])[-1])
 
+    from ambient_tui.engine.journal import Journal
+
     ok = False
+    journal = Journal.for_cluster(kube.context or "default")  # one run: the check and its clean-up
     try:
-        ok = _run(kube, sample.check_plan(kube, kubectl_args, ztunnel=ztunnel), out)
+        ok = _run(kube, sample.check_plan(kube, kubectl_args, ztunnel=ztunnel), out, journal=journal)
     finally:  # remove it all, whatever happened
-        cleaned = _run(kube, sample.cleanup_plan(kube), out)
+        cleaned = _run(kube, sample.cleanup_plan(kube), out, journal=journal)
+        journal.close()
     if ok and cleaned:
         _say("sample check passed: the client reached the server over HBONE; the sample is removed", out)
         return EXIT_OK
