@@ -196,7 +196,8 @@ def _run(kube, plan, out: TextIO, dry_run: bool = False, journal=None) -> bool:
     runner.subscribe(progress)
     try:
         with change_guard(kube, plan.title):
-            return asyncio.run(runner.run())
+            # SIGHUP/SIGTERM (a dropped SSH session) cancel the running step, journaled as such
+            return asyncio.run(runner.run_interruptible())
     finally:
         if own:
             journal.close()

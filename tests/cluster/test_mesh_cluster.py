@@ -153,6 +153,17 @@ def test_enrolment_blocked_by_a_live_deny_all_then_forced_then_unenrolled(mesh_e
     assert "# What ran:" in md and "Unenrol mesh-web" in md
 
 
+def test_a_user_without_rights_gets_one_line_and_nothing_changes(mesh_env, restricted_kubeconfig, kubeconfig):
+    """The sandbox's restricted user may work in its own namespace only: enrolling another is
+    refused by the API server (403), said in one line, and the namespace keeps its labels."""
+    p = cli(mesh_env, "enroll", APPS, "--kubeconfig", str(restricted_kubeconfig))
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "forbidden" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "istio.io/dataplane-mode" not in ns_labels(kubeconfig, APPS)
+    p = cli(mesh_env, "mesh", "--kubeconfig", str(restricted_kubeconfig))
+    assert p.returncode == 1 and "forbidden" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_bad_inputs_are_one_line_and_exit_2(mesh_env):
     for args, text in ((("enroll", "No_Such"), "not a namespace name"),
                        (("enroll", "does-not-exist"), "does not exist"),
