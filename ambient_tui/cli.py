@@ -170,11 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
 
     from ambient_tui.commands import install as install_cmd
+    from ambient_tui.commands import mesh as mesh_cmd
     from ambient_tui.commands import netpol as netpol_cmd
     from ambient_tui.commands import pods as pods_cmd
     from ambient_tui.commands import uninstall as uninstall_cmd
     from ambient_tui.sandbox import commands as sandbox_cmd
-    for module in (install_cmd, uninstall_cmd, netpol_cmd, pods_cmd, sandbox_cmd):
+    for module in (install_cmd, uninstall_cmd, netpol_cmd, pods_cmd, sandbox_cmd, mesh_cmd):
         module.register(sub)
     return parser
 

@@ -57,6 +57,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("ambient.pane_preflight", "pane_preflight", "Show the preflight pane"),
     ("ambient.pane_pods", "pane_pods", "Show the pods pane"),
     ("ambient.pane_helm", "pane_helm", "Show the Helm releases pane"),
+    ("ambient.pane_mesh", "pane_mesh", "Show the mesh pane (enrolment, waypoints, ztunnel)"),
     ("ambient.zoom", "zoom", "Zoom: hide the checklist / show it again"),
     ("ambient.add_fix", "add_fix", "Add the selected preflight fix to the plan"),
     ("ambient.preflight", "preflight", "Run the preflight checks again"),
@@ -84,6 +85,7 @@ class MainScreen(BufferedOutput, Screen):
         Binding("2", "pane_preflight", "Preflight", id="ambient.pane_preflight", show=False),
         Binding("3", "pane_pods", "Pods", id="ambient.pane_pods", show=False),
         Binding("4", "pane_helm", "Helm", id="ambient.pane_helm", show=False),
+        Binding("5", "pane_mesh", "Mesh", id="ambient.pane_mesh", show=False),
         Binding("z", "zoom", "Zoom", id="ambient.zoom", show=False),
         Binding("f", "add_fix", "Add fix", id="ambient.add_fix", show=False),
         Binding("p", "preflight", "Preflight", id="ambient.preflight", show=False),
@@ -512,6 +514,9 @@ class MainScreen(BufferedOutput, Screen):
     def action_pane_helm(self) -> None:
         self.show_pane("helm")
 
+    def action_pane_mesh(self) -> None:
+        self.show_pane("mesh")
+
     def action_zoom(self) -> None:
         self.zoomed = not self.zoomed
         self.set_class(self.zoomed, "-zoomed")
@@ -628,10 +633,12 @@ class MainScreen(BufferedOutput, Screen):
         """Keys of the pods and Helm panes: they apply while that pane has focus and then
         take precedence over the main screen's keys with the same letter (d, f, p)."""
         from screens.helm import HelmPane
+        from screens.mesh import MeshPane
         from screens.pods import PodsPane
 
         rows = []
-        for pane, bindings in (("pods", PodsPane.BINDINGS), ("Helm", HelmPane.BINDINGS)):
+        for pane, bindings in (("pods", PodsPane.BINDINGS), ("Helm", HelmPane.BINDINGS),
+                               ("mesh", MeshPane.BINDINGS)):
             for b in bindings:
                 if isinstance(b, Binding) and b.id:
                     rows.append((self._keys_shown(b), f"{pane} pane: {b.description or b.action}", b.id))

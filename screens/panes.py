@@ -23,7 +23,7 @@ from screens.widgets import OutputPane
 
 # pane name -> (switcher child id, tab label)
 PANES = {"output": ("pane-output", "Output"), "preflight": ("pane-preflight", "Preflight"),
-         "pods": ("pane-pods", "Pods"), "helm": ("pane-helm", "Helm")}
+         "pods": ("pane-pods", "Pods"), "helm": ("pane-helm", "Helm"), "mesh": ("pane-mesh", "Mesh")}
 
 
 class GatedProvider:
@@ -83,6 +83,8 @@ class Panes(Vertical):
                              id="pods-placeholder", classes="placeholder")
             with Vertical(id="pane-helm"):
                 yield Static("Helm releases: loading…", id="helm-placeholder", classes="placeholder")
+            with Vertical(id="pane-mesh"):
+                yield Static("Mesh: loading…", id="mesh-placeholder", classes="placeholder")
 
     def on_unmount(self) -> None:
         stop_watchers(self.owned)
@@ -193,3 +195,13 @@ class Panes(Vertical):
         box.query("#helm-placeholder").remove()
         box.mount(pane)
         self.call_after_refresh(self._focus_if_shown, "helm")
+
+    # -- mesh (screens/mesh.py) --
+    def _start_mesh(self) -> None:
+        from screens.mesh import MeshPane  # loaded only when first shown
+
+        box = self.query_one("#pane-mesh")
+        box.query("#mesh-placeholder").remove()
+        box.mount(MeshPane(self._app("mesh_provider"), kubeconfig=self._app("kubeconfig"),
+                           context=self._app("kube_context"), kube=self._app("mesh_kube"), id="mesh"))
+        self.call_after_refresh(self._focus_if_shown, "mesh")
