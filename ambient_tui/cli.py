@@ -115,9 +115,12 @@ def cmd_tui(args) -> int:
     from ambient_tui.checks.model import CheckContext
     from screens.app import run_app  # the UI, imported only to start it
 
+    from ambient_tui.cluster.client import load_client
+
     return run_app(plan, context=kube_context or current_context(kubeconfig),
                    istio_version=plan.meta["istio_version"], kubeconfig=kubeconfig,
                    kube_context=kube_context, mouse=not args.no_mouse,
+                   lock_client=lambda: load_client(kubeconfig, kube_context),
                    check_context_factory=lambda: CheckContext(settings, kubeconfig=kubeconfig,
                                                               context=kube_context)) or 0
 

@@ -113,8 +113,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         if typed != cluster:
             return refuse(f"aborted, nothing changed: typed {typed!r}, expected {cluster!r}")
 
+    from ambient_tui.cluster.lease import LockError, LockHeld
+    from ambient_tui.engine.runner import LeftoverProcess
+
     journal = session.journal()
-    runner = Runner(plan, journal=journal)
+    runner = Runner(plan, journal=journal, lock=session.lock(journal))
     if args.resume:
         done = session.resume(runner)
         if done:
@@ -138,7 +141,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     try:
         ok = asyncio.run(runner.run())
     except JournalError as e:
+        journal.close()
         return refuse(str(e))
+    except (LockHeld, LockError, LeftoverProcess) as e:
+        journal.close()
+        return refuse(str(e))
+    try:
+        session.end_install_runs(journal, ok)
     finally:
         journal.close()
     if not ok:

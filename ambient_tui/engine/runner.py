@@ -1,29 +1,43 @@
 """The async runner: executes a plan's steps, emits events, writes the journal.
 
 Each command runs in its own session (process group) so cancelling or timing out a step ends
-helm and every child it started; nothing is left behind as an orphan.
+helm and every child it started; nothing is left behind as an orphan. A child that moved to a
+session of its own is found by its parent links and signalled by its own group and pid too.
+
+With a `lock` (cluster/lease.py ClusterLock), run() holds the cluster lock from before its
+first step to its end, and stops at the next step boundary when the lock was lost. Before the
+first step it refuses while a process an earlier run recorded (the helm pid in step-start)
+is still alive, so a restart never works on a release an orphaned helm is still changing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
 from typing import Callable, Iterable
 
+from ambient_tui.engine import procs
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.journal import Journal, JournalRead
 from ambient_tui.engine.plan import Plan, Step, StepState
 from ambient_tui.tools.install_hints import missing_tool_message
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL of a step's process group
+INTERRUPT_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
+
+class LeftoverProcess(RuntimeError):
+    """A process an earlier run started is still alive; the message is the line to show."""
 
 
 class Runner:
     def __init__(self, plan: Plan, journal: Journal | None = None, dry_run: bool = False,
-                 env: dict | None = None) -> None:
+                 env: dict | None = None, lock=None) -> None:
         self.plan = plan
+        self.lock = lock  # a ClusterLock (or None: no cluster lock, e.g. tests of local commands)
         self.journal = journal
         self.dry_run = dry_run
         self.env = env
@@ -73,6 +87,11 @@ class Runner:
         self.interrupted = reason
         self.cancel()
 
+    @property
+    def busy(self) -> bool:
+        """A step is running (or its process group is still being ended)."""
+        return bool(self._tasks)
+
     async def run_interruptible(self, resume: bool = False,
                                 signals: tuple[int, ...] = (signal.SIGHUP, signal.SIGTERM)) -> bool:
         """run(), but SIGHUP/SIGTERM (a dropped SSH session, a kill) cancel the running step
@@ -111,7 +130,13 @@ class Runner:
 
     # -- running ----------------------------------------------------------------------------
     async def run(self, resume: bool = False) -> bool:
-        """Run every pending step in order; steps of one phase sharing a group run together."""
+        """Run every pending step in order; steps of one phase sharing a group run together.
+        Raises LockHeld/LockError (another run holds the cluster) or LeftoverProcess before
+        the first step; nothing has changed then."""
+        async with self._locked():
+            return await self._run(resume)
+
+    async def _run(self, resume: bool) -> bool:
         if resume and self.journal:
             self.resume_from(Journal.read(self.journal.path))
         if not self.dry_run:
@@ -121,6 +146,9 @@ class Runner:
         for phase in self.plan.phases:
             for batch in _batches(phase.steps):
                 if self.interrupted:
+                    return False
+                if self.lock is not None and self.lock.lost:
+                    self.interrupt(f"stopped: {self.lock.lost}")
                     return False
                 todo = [s for s in batch if s.state in (StepState.PENDING, StepState.FAILED,
                                                         StepState.CANCELLED)]
@@ -132,6 +160,39 @@ class Runner:
         return all(s.state.done for s in self.plan.steps)
 
     async def run_step(self, step_id: str) -> StepState:
+        async with self._locked():
+            return await self._run_step(step_id)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self):
+        """Hold the cluster lock (when there is one and this is not a dry run) around a run."""
+        if self.dry_run:
+            yield
+            return
+        self.check_leftovers()
+        lock = self.lock
+        if lock is None or lock.held:  # nested: run() calls run_step()
+            yield
+            return
+        await asyncio.to_thread(lock.acquire)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(lock.release)
+
+    def check_leftovers(self) -> None:
+        """Refuse while a process recorded by an earlier run's step-start still runs."""
+        if self.journal is None:
+            return
+        from ambient_tui.engine.journal import Journal
+
+        for step, pid, argv in live_recorded(Journal.read(self.journal.path), self.journal.run_id):
+            raise LeftoverProcess(
+                f"{os.path.basename(argv[0]) if argv else 'a process'} (pid {pid}) started by step "
+                f"{step} of an earlier run is still running; wait for it to end or stop it "
+                f"(kill {pid}), then run again; nothing was changed")
+
+    async def _run_step(self, step_id: str) -> StepState:
         step = self.plan.step(step_id)
         if self.journal and not self._plan_written:
             self.journal.plan(self.plan)
@@ -147,7 +208,8 @@ class Runner:
         started = time.time()
         self._cancelled.discard(step.id)
         step.state = StepState.RUNNING
-        if self.journal:
+        if self.journal and (self.dry_run or step.argv is None):
+            # A command's step-start is written once it runs, with its pid (see _run_argv).
             self.journal.step_start(step, dry_run=self.dry_run)
         self._emit(Event(EventKind.STARTED, step.id, state=step.state.value, line=step.command))
         exit_code: int | None = None
@@ -187,10 +249,13 @@ class Runner:
                 *step.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
         except FileNotFoundError:
+            self._journal_start(step)
             return None, missing_tool_message(step.argv[0])
         except PermissionError:
+            self._journal_start(step)
             return None, f"{step.argv[0]} is not executable"
         self._procs[step.id] = proc
+        self._journal_start(step, proc.pid)
         kept: list[str] | None = [] if step.verify else None
         try:
             await asyncio.wait_for(self._pump(step.id, proc, kept), timeout=step.timeout)
@@ -206,6 +271,11 @@ class Runner:
             if step.id in self._cancelled:
                 # The leader may have gone on SIGTERM while a child ignored it.
                 _signal_group(proc, signal.SIGKILL)
+
+    def _journal_start(self, step: Step, pid: int | None = None) -> None:
+        if self.journal:
+            started = procs.start_time(pid) if pid else None
+            self.journal.step_start(step, dry_run=False, pid=pid, pid_start=started)
 
     async def _pump(self, step_id: str, proc: asyncio.subprocess.Process,
                     kept: list[str] | None = None) -> None:
@@ -247,20 +317,45 @@ def _batches(steps: list[Step]) -> list[list[Step]]:
     return out
 
 
-def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
+def live_recorded(journal, own_run: str | None = None) -> list[tuple[str, int, list[str]]]:
+    """(step, pid, argv) of processes recorded in step-start records of other runs that are
+    still alive (same start time and command line): helm orphaned by a killed app."""
+    out = []
+    seen = set()
+    for r in reversed(journal.records):
+        if r.get("type") != "step-start" or r.get("run") == own_run:
+            continue
+        pid, argv = r.get("pid"), r.get("argv")
+        if not isinstance(pid, int) or pid in seen or not isinstance(argv, list):
+            continue
+        seen.add(pid)
+        started = r.get("pid_start")
+        if procs.alive(pid, [str(a) for a in argv], started if isinstance(started, int) else None):
+            out.append((str(r.get("step")), pid, argv))
+    return out
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: int,
+                  strays: list[tuple[int, int]] = ()) -> None:
+    """Signal the step's process group, and every descendant's group and pid (a descendant
+    that started a session of its own is outside the step's group)."""
+    for target, kill in [(proc.pid, os.killpg)] + [(g, os.killpg) for _, g in strays] + \
+            [(p, os.kill) for p, _ in strays]:
+        try:
+            kill(target, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    _signal_group(proc, signal.SIGTERM)
+    # Found before the leader dies: afterwards its children are re-parented and lost to view.
+    strays = [(p, g) for p, g in procs.descendants(proc.pid) if g != proc.pid]
+    _signal_group(proc, signal.SIGTERM, strays)
     try:
         await asyncio.wait_for(proc.wait(), KILL_GRACE)
     except asyncio.TimeoutError:
         pass
     # Children of the step (helm's plugins, a shell's sleep) may outlive the leader.
-    _signal_group(proc, signal.SIGKILL)
+    _signal_group(proc, signal.SIGKILL, strays)
     if proc.returncode is None:
         await proc.wait()
