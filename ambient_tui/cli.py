@@ -173,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ambient_tui.commands import netpol as netpol_cmd
     from ambient_tui.commands import pods as pods_cmd
     from ambient_tui.commands import uninstall as uninstall_cmd
+    from ambient_tui.commands import unlock as unlock_cmd
     from ambient_tui.sandbox import commands as sandbox_cmd
-    for module in (install_cmd, uninstall_cmd, netpol_cmd, pods_cmd, sandbox_cmd):
+    for module in (install_cmd, uninstall_cmd, unlock_cmd, netpol_cmd, pods_cmd, sandbox_cmd):
         module.register(sub)
     return parser
 

@@ -35,6 +35,8 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="install even when a preflight check fails")
     p.add_argument("--fix", action="store_true",
                    help="run the offered fixes (VPC CNI enforcing mode) as the plan's first phase")
+    from ambient_tui.commands.unlock import add_flag
+    add_flag(p)
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("status", help="Istio releases, readiness and enrolled namespaces")
@@ -182,6 +184,11 @@ def cmd_install(args) -> int:
     from ambient_tui.plans.install import build_install_plan, pin_context
 
     settings = _settings_from(args)
+    if getattr(args, "force_unlock", False):
+        from ambient_tui.commands.unlock import force_unlock_interactive
+        code = force_unlock_interactive(args.kubeconfig, args.context)
+        if code:
+            return code
     ctx, results = run_preflight(args, settings)
     by_id = {c.id: c for c in results}
     access = by_id.get("cluster-access")

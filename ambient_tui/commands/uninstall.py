@@ -39,6 +39,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="skip steps the journal saw succeed in the last interrupted uninstall")
     access_args(p)
+    from ambient_tui.commands.unlock import add_flag
+    add_flag(p)
     p.set_defaults(func=run)
     return p
 
@@ -63,6 +65,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     opts = u.Options(purge_crds=args.purge_crds, keep_namespace_labels=args.keep_namespace_labels,
                      revert_cni=args.revert_cni)
     session = UninstallSession(args.kubeconfig, args.context)
+    if getattr(args, "force_unlock", False):
+        from ambient_tui.commands.unlock import force_unlock_interactive
+        code = force_unlock_interactive(args.kubeconfig, args.context, out, err, stdin)
+        if code:
+            return code
 
     def say(msg: str = "") -> None:
         print(msg, file=out, flush=True)

@@ -94,12 +94,9 @@ class Journal:
         self.write({"type": "plan", "title": plan.title, "meta": plan.meta,
                     "steps": [s.id for s in plan.steps]})
 
-    def step_start(self, step, dry_run: bool = False, pid: int | None = None,
-                   pid_start: int | None = None) -> None:
+    def step_start(self, step, dry_run: bool = False) -> None:
         self._tails[step.id] = deque(maxlen=TAIL_LINES)
         rec = {"type": "step-start", "step": step.id, "state": "running", "dry_run": dry_run}
-        if pid is not None:  # so a restart can tell whether this command still runs
-            rec["pid"], rec["pid_start"] = pid, pid_start
         if step.argv is not None:
             rec["argv"] = redact_argv(step.argv)
         else:

@@ -6,8 +6,8 @@ session of its own is found by its parent links and signalled by its own group a
 
 With a `lock` (cluster/lease.py ClusterLock), run() holds the cluster lock from before its
 first step to its end, and stops at the next step boundary when the lock was lost. Before the
-first step it refuses while a process an earlier run recorded (the helm pid in step-start)
-is still alive, so a restart never works on a release an orphaned helm is still changing.
+first step it refuses while a process an earlier run recorded (a step's pid, in the
+`step-pid` record after its step-start) is still alive, so a restart never works on a release an orphaned helm is still changing.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ambient_tui.engine import procs
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.journal import Journal, JournalRead
 from ambient_tui.engine.plan import Plan, Step, StepState
+from ambient_tui.engine.redact import redact_argv
 from ambient_tui.tools.install_hints import missing_tool_message
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL of a step's process group
@@ -208,8 +209,7 @@ class Runner:
         started = time.time()
         self._cancelled.discard(step.id)
         step.state = StepState.RUNNING
-        if self.journal and (self.dry_run or step.argv is None):
-            # A command's step-start is written once it runs, with its pid (see _run_argv).
+        if self.journal:
             self.journal.step_start(step, dry_run=self.dry_run)
         self._emit(Event(EventKind.STARTED, step.id, state=step.state.value, line=step.command))
         exit_code: int | None = None
@@ -249,13 +249,11 @@ class Runner:
                 *step.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
         except FileNotFoundError:
-            self._journal_start(step)
             return None, missing_tool_message(step.argv[0])
         except PermissionError:
-            self._journal_start(step)
             return None, f"{step.argv[0]} is not executable"
         self._procs[step.id] = proc
-        self._journal_start(step, proc.pid)
+        self._journal_pid(step, proc.pid)
         kept: list[str] | None = [] if step.verify else None
         try:
             await asyncio.wait_for(self._pump(step.id, proc, kept), timeout=step.timeout)
@@ -272,10 +270,15 @@ class Runner:
                 # The leader may have gone on SIGTERM while a child ignored it.
                 _signal_group(proc, signal.SIGKILL)
 
-    def _journal_start(self, step: Step, pid: int | None = None) -> None:
+    def _journal_pid(self, step: Step, pid: int) -> None:
+        """A `step-pid` record after the step-start: the command's pid and start time, so a
+        restart can tell whether it still runs. Best effort: a full disk must not orphan it."""
         if self.journal:
-            started = procs.start_time(pid) if pid else None
-            self.journal.step_start(step, dry_run=False, pid=pid, pid_start=started)
+            try:
+                self.journal.write({"type": "step-pid", "step": step.id, "pid": pid,
+                                    "pid_start": procs.start_time(pid), "argv": redact_argv(step.argv)})
+            except Exception:  # noqa: BLE001 - JournalError; the step-end still says what happened
+                pass
 
     async def _pump(self, step_id: str, proc: asyncio.subprocess.Process,
                     kept: list[str] | None = None) -> None:
@@ -318,12 +321,12 @@ def _batches(steps: list[Step]) -> list[list[Step]]:
 
 
 def live_recorded(journal, own_run: str | None = None) -> list[tuple[str, int, list[str]]]:
-    """(step, pid, argv) of processes recorded in step-start records of other runs that are
+    """(step, pid, argv) of processes recorded in step-pid records of other runs that are
     still alive (same start time and command line): helm orphaned by a killed app."""
     out = []
     seen = set()
     for r in reversed(journal.records):
-        if r.get("type") != "step-start" or r.get("run") == own_run:
+        if r.get("type") != "step-pid" or r.get("run") == own_run:
             continue
         pid, argv = r.get("pid"), r.get("argv")
         if not isinstance(pid, int) or pid in seen or not isinstance(argv, list):
