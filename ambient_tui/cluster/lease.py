@@ -73,6 +73,13 @@ class Holder:
         return (f"{self.user}@{self.host} pid {self.pid} ({self.command}) since "
                 f"{self.started or '?'}, {state}")
 
+    def gone(self) -> bool:
+        """The holder ran on this machine and its process no longer exists (killed with
+        SIGKILL): its lease will not be renewed, so waiting for it to expire is worth it."""
+        from ambient_tui.engine import procs
+
+        return self.host == socket.gethostname() and self.pid > 1 and not procs.alive(self.pid)
+
     def short(self) -> str:
         """For the TUI header."""
         return f"{self.user}@{self.host} ({self.command}) since {self.started[11:19] or '?'}Z"
@@ -180,7 +187,24 @@ class ClusterLock:
         return self.kube.request_json(method, path, what, body=body)
 
     # -- take ----------------------------------------------------------------------------------
-    def acquire(self) -> "ClusterLock":
+    def acquire(self, say=None) -> "ClusterLock":
+        """Take the lock. A holder on this machine whose process is gone is waited out until
+        its lease expires (saying so through `say`), then taken over; any other live holder
+        raises LockHeld at once."""
+        while True:
+            try:
+                return self._acquire()
+            except LockHeld as e:
+                h = e.holder
+                wait = h.expires - time.time()
+                if not h.gone() or wait > 2 * self.duration:
+                    raise
+                if say is not None:
+                    say(f"the lock holder (pid {h.pid} on this machine) is gone; waiting {max(0, int(wait)) + 1} s "
+                        "for its lease to expire")
+                time.sleep(max(0.0, wait) + 0.5)
+
+    def _acquire(self) -> "ClusterLock":
         now = time.time()
         self.started = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         stamp = micro_time(now)

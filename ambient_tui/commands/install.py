@@ -203,7 +203,7 @@ def cmd_install(args) -> int:
         except Exception as e:  # noqa: BLE001 - LockError, ClusterAccessError
             print(f"ambient-tui: {e}", file=sys.stderr)
             return 1
-        if holder is not None and not holder.expired():
+        if holder is not None and not holder.expired() and not holder.gone():
             print(f"ambient-tui: {lease.LockHeld(holder)}", file=sys.stderr)
             return 1
 

@@ -175,11 +175,18 @@ class Runner:
         if lock is None or lock.held:  # nested: run() calls run_step()
             yield
             return
-        await asyncio.to_thread(lock.acquire)
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(lock.acquire, lambda line: loop.call_soon_threadsafe(self._say, line))
         try:
             yield
         finally:
             await asyncio.to_thread(lock.release)
+
+    def _say(self, line: str) -> None:
+        """A line about the run as a whole (waiting for the lock): shown on the first step."""
+        first = next((s for s in self.plan.steps if s.state is StepState.PENDING), None)
+        if first is not None:
+            self._emit(Event(EventKind.OUTPUT, first.id, line=f"! {line}"))
 
     def check_leftovers(self) -> None:
         """Refuse while a process recorded by an earlier run's step-start still runs."""
