@@ -35,6 +35,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BENCH_EXIT_ENV = "AMBIENT_TUI_EXIT_AFTER_FIRST_FRAME"
 LOCK_POLL = 5.0        # seconds between reads of the lock holder for the header
 SIGNAL_GRACE = 15.0    # seconds a signalled app waits for its steps to end before it exits
+EXIT_GRACE = 3.0       # seconds after that for Textual to restore the terminal
 
 
 class AmbientApp(App):
@@ -172,6 +173,11 @@ class AmbientApp(App):
             journal = getattr(r, "journal", None)
             if journal is not None:
                 journal.close()
+        # Steps journaled, lock released: with the terminal gone, restoring it can block for
+        # ever, so leave a few seconds later whatever Textual is doing.
+        last = threading.Timer(EXIT_GRACE, os._exit, (1,))
+        last.daemon = True
+        last.start()
         self.exit(1)
 
     def load_user_keymap(self) -> None:

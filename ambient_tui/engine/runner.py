@@ -251,10 +251,20 @@ class Runner:
 
     async def _run_argv(self, step: Step) -> tuple[int | None, str]:
         env = None if self.env is None else {**os.environ, **self.env}
+        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
+            *step.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True))
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *step.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
+            # Shielded: a cancel (a signal) that lands while the process is being started must
+            # not lose the Process object and leave the command running unseen.
+            proc = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            try:
+                started = await spawn
+            except OSError:
+                raise asyncio.CancelledError from None
+            await _kill_group(started)
+            raise
         except FileNotFoundError:
             return None, missing_tool_message(step.argv[0])
         except PermissionError:
