@@ -32,6 +32,7 @@ class Decision:
     step: str
     skip: bool
     reason: str
+    end: dict | None = field(default=None, compare=False, repr=False)  # what the journal remembered
 
     def describe(self) -> str:
         return f"{'skip' if self.skip else 'run again'} {self.step}: {self.reason}"
@@ -64,6 +65,13 @@ def remembered(records: list[dict], run: str | None = None) -> dict[str, dict]:
             continue
         if r.get("type") == "step-start" and not r.get("dry_run"):
             argv[(r.get("run"), step)] = r.get("argv")
+        if r.get("type") == "resume":  # a continuation that skipped it still remembers it
+            if r.get("skip") is True:
+                rev = r.get("revision")
+                out[step] = {"argv": r.get("argv"), "tail": [f"REVISION: {rev}"] if isinstance(rev, int) else []}
+            else:
+                out.pop(step, None)
+            continue
         if r.get("type") != "step-end":
             continue
         if r.get("state") in DONE:
@@ -116,6 +124,23 @@ def _effect(step_id: str, end: dict, state: ClusterState) -> tuple[bool, str]:
     return False, "its effect cannot be read back from the cluster; running it again is safe"
 
 
+# Flags that only say which cluster a command talks to: the journal is already per cluster, and
+# the TUI and the headless install pin it differently.
+TARGET_FLAGS = ("--kube-context", "--context", "--kubeconfig")
+
+
+def _what_it_does(argv: list) -> list:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in TARGET_FLAGS:
+            skip = True
+        elif not str(a).startswith(tuple(f + "=" for f in TARGET_FLAGS)):
+            out.append(a)
+    return out
+
+
 def decide(steps, records: list[dict], state: ClusterState, run: str | None = None) -> list[Decision]:
     """For each plan step the journal remembers as finished: skip it, or run it again, and why.
     Steps the journal does not remember run as planned and get no decision."""
@@ -125,11 +150,12 @@ def decide(steps, records: list[dict], state: ClusterState, run: str | None = No
         end = memory.get(s.id)
         if end is None:
             continue
-        if s.argv is not None and end.get("argv") is not None and end["argv"] != redact_argv(s.argv):
+        if s.argv is not None and isinstance(end.get("argv"), list) and \
+                _what_it_does(end["argv"]) != _what_it_does(redact_argv(s.argv)):
             out.append(Decision(s.id, False, "its command changed since it ran (version, values or charts)"))
             continue
         shown, why = _effect(s.id, end, state)
-        out.append(Decision(s.id, shown, why))
+        out.append(Decision(s.id, shown, why, end))
     return out
 
 
@@ -157,4 +183,22 @@ def read_state(kube, releases: list[dict]) -> ClusterState:
 def journal_decisions(journal, decisions: list[Decision]) -> None:
     """Skipped and re-run steps are journaled, so repeated interruptions forget nothing."""
     for d in decisions:
-        journal.write({"type": "resume", "step": d.step, "skip": d.skip, "reason": d.reason})
+        rec = {"type": "resume", "step": d.step, "skip": d.skip, "reason": d.reason}
+        if d.skip and d.end is not None:
+            rec["argv"], rec["revision"] = d.end.get("argv"), recorded_revision(d.end)
+        journal.write(rec)
+
+
+def continue_run(plan, records: list[dict], run: str | None, check_ctx, releases: list[dict],
+                 journal=None) -> tuple[list[str], list[str]]:
+    """For the TUI: decide and apply in one call (blocking: call it in a thread).
+    Returns (skipped step ids, one line per step that runs again). When the cluster cannot be
+    read, nothing is skipped and the line says so."""
+    try:
+        state = read_state(check_ctx.client(), releases)
+    except Exception as e:  # noqa: BLE001 - ClusterAccessError, no context yet
+        return [], [f"could not read the cluster to continue ({e}); every step runs again"]
+    decisions = decide(plan.steps, records, state, run)
+    if journal is not None:
+        journal_decisions(journal, decisions)
+    return apply(plan, decisions), [d.describe() for d in decisions if not d.skip]

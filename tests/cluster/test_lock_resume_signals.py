@@ -267,7 +267,8 @@ def test_sighup_to_the_tui_in_a_pty_cancels_helm_journals_releases_and_restart_f
     again = cli(env, *install_args(tools))
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
     assert "interrupted by SIGHUP" in again.stdout
-    assert "continuing the interrupted run; already done: helm-istio-base" in again.stdout
+    assert "continuing the interrupted run; already done: helm-istio-base" in again.stdout, \
+        [l for l in again.stdout.splitlines() if l.startswith("!")]
     assert deployed(env) == {n: "deployed" for n in FOUR}
 
 
@@ -307,3 +308,56 @@ def test_resume_on_a_cluster_that_lost_its_state_runs_base_again_and_says_why(en
     assert deployed(env) == {n: "deployed" for n in FOUR}
     reasons = [r for r in install_journal(env) if r.get("type") == "resume"]
     assert {r["step"] for r in reasons if not r["skip"]} >= {"helm-istio-base", "gateway-api-crds"}
+
+
+@pytest.mark.asyncio
+async def test_the_tui_names_another_holder_in_its_header_and_refuses_to_run(env, tmp_path, monkeypatch):
+    import asyncio
+
+    from ambient_tui.cluster import lease
+    from ambient_tui.engine import Phase, Plan, Step, StepState
+    from ambient_tui.engine.journal import Journal
+    from ambient_tui.engine.runner import Runner
+    from screens import app as app_mod
+
+    monkeypatch.setattr(app_mod, "LOCK_POLL", 0.5)
+    k = kube(env)
+    other = lease.ClusterLock(k, "uninstall").acquire()  # a teammate's run
+    marker = tmp_path / "ran"
+    plan = Plan("t", [Phase("a", "A", [Step("touch", "touch", argv=["touch", str(marker)])])])
+    runner = Runner(plan, journal=Journal(tmp_path / "j.jsonl"))
+    app = app_mod.AmbientApp(plan, runner, context="t", keymap_path=tmp_path / "none.yaml",
+                             lock_client=lambda: k)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(100):
+                if app.lock_holder:
+                    break
+                await asyncio.sleep(0.1)
+            assert f"LOCKED by {other.user}@{other.host} (uninstall)" in app.sub_title
+            await pilot.press("r")
+            for _ in range(100):
+                if not app.screen.running:
+                    break
+                await asyncio.sleep(0.1)
+            await pilot.pause(0.3)
+            assert not marker.exists() and plan.step("touch").state is StepState.PENDING
+            assert isinstance(app.screen._worker.error, lease.LockHeld)
+            # Released by its holder: the header clears and the run goes ahead, holding the lock.
+            other.release()
+            for _ in range(100):
+                if not app.lock_holder:
+                    break
+                await asyncio.sleep(0.1)
+            assert "LOCKED" not in app.sub_title
+            await pilot.press("r")
+            for _ in range(100):
+                if marker.exists() and not app.screen.running:
+                    break
+                await asyncio.sleep(0.1)
+            assert plan.step("touch").state is StepState.SUCCEEDED
+            assert not lease.current_holder(k)  # released after the run
+            await pilot.press("q")
+    finally:
+        other.release()
+        runner.journal.close()

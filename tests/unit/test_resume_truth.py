@@ -89,3 +89,27 @@ def test_only_the_continued_run_counts_when_a_run_is_given_and_apply_marks_skips
     assert resume.apply(p, decisions) == ["helm-istio-base", "gateway-api-crds", "enroll-apps"]
     assert p.step("helm-istio-base").state is StepState.SUCCEEDED
     assert p.step("verify-istiod").state is StepState.PENDING
+
+
+def test_a_continuation_that_skipped_a_step_still_remembers_it_for_the_next_one():
+    p = plan()
+    first = resume.decide(p.steps, RECORDS, HEALTHY, run="r1")
+
+    class Rec:
+        records: list = []
+
+        def write(self, r):
+            self.records.append({**r, "run": "r2"})
+    j = Rec()
+    resume.journal_decisions(j, first)  # run r2 continued r1, then was interrupted itself
+    d = by_step(resume.decide(plan().steps, RECORDS + j.records, HEALTHY, run="r2"))
+    assert d["helm-istio-base"].skip and d["gateway-api-crds"].skip  # not forgotten
+    moved = ClusterState(releases={"istio-base": {"status": "deployed", "revision": "2"}})
+    assert "journal recorded 1" in by_step(
+        resume.decide(plan().steps, RECORDS + j.records, moved, run="r2"))["helm-istio-base"].reason
+
+
+def test_pinning_the_context_or_kubeconfig_is_not_a_changed_command():
+    p = plan()
+    p.step("helm-istio-base").argv += ["--kube-context", "prod", "--kubeconfig=/k"]
+    assert by_step(resume.decide(p.steps, RECORDS, HEALTHY))["helm-istio-base"].skip
