@@ -15,6 +15,7 @@ and a forced unlock are journaled as `lock` records. Blocking calls: use a threa
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
@@ -340,3 +341,15 @@ def force_unlock(kube, journal=None, command: str = "unlock") -> Holder | None:
                                    else "forced unlock: the lock was free"),
                        "previous": holder.as_dict() if holder else None})
     return holder
+
+
+@contextlib.contextmanager
+def cluster_lock(kube, command: str, journal=None, say=None):
+    """`with cluster_lock(kube, "netpol apply", journal):` for a change made outside a Runner
+    (enrolment, NetworkPolicy apply). Raises LockHeld/LockError before the body runs."""
+    lock = ClusterLock(kube, command, journal)
+    lock.acquire(say)
+    try:
+        yield lock
+    finally:
+        lock.release()
