@@ -7,7 +7,8 @@ session of its own is found by its parent links and signalled by its own group a
 With a `lock` (cluster/lease.py ClusterLock), run() holds the cluster lock from before its
 first step to its end, and stops at the next step boundary when the lock was lost. Before the
 first step it refuses while a process an earlier run recorded (a step's pid, in the
-`step-pid` record after its step-start) is still alive, so a restart never works on a release an orphaned helm is still changing.
+`step-pid` record after its step-start) is still alive, so a restart never works on a
+release that an orphaned helm is still changing.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Runner:
                  env: dict | None = None, lock=None) -> None:
         self.plan = plan
         self.lock = lock  # a ClusterLock (or None: no cluster lock, e.g. tests of local commands)
+        self._depth = 0  # run() inside _locked(): its run_step() calls pass straight through
         self.journal = journal
         self.dry_run = dry_run
         self.env = env
@@ -166,21 +168,28 @@ class Runner:
 
     @contextlib.asynccontextmanager
     async def _locked(self):
-        """Hold the cluster lock (when there is one and this is not a dry run) around a run."""
-        if self.dry_run:
+        """Around a run (not a dry run; once, though run() calls run_step()): refuse while an
+        earlier run's process lives, and hold the cluster lock when there is one."""
+        if self.dry_run or self._depth:
             yield
             return
-        self.check_leftovers()
-        lock = self.lock
-        if lock is None or lock.held:  # nested: run() calls run_step()
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        await asyncio.to_thread(lock.acquire, lambda line: loop.call_soon_threadsafe(self._say, line))
+        self._depth += 1
         try:
-            yield
+            if self.journal is not None:
+                read = await asyncio.to_thread(Journal.read, self.journal.path)
+                self.check_leftovers(read)
+            lock = self.lock
+            if lock is None or lock.held:
+                yield
+                return
+            loop = asyncio.get_running_loop()
+            await asyncio.to_thread(lock.acquire, lambda line: loop.call_soon_threadsafe(self._say, line))
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(lock.release)
         finally:
-            await asyncio.to_thread(lock.release)
+            self._depth -= 1
 
     def _say(self, line: str) -> None:
         """A line about the run as a whole (waiting for the lock): shown on the first step."""
@@ -188,13 +197,9 @@ class Runner:
         if first is not None:
             self._emit(Event(EventKind.OUTPUT, first.id, line=f"! {line}"))
 
-    def check_leftovers(self) -> None:
-        """Refuse while a process recorded by an earlier run's step-start still runs."""
-        if self.journal is None:
-            return
-        from ambient_tui.engine.journal import Journal
-
-        for step, pid, argv in live_recorded(Journal.read(self.journal.path), self.journal.run_id):
+    def check_leftovers(self, journal: JournalRead) -> None:
+        """Refuse while a process an earlier run recorded (step-pid) still runs."""
+        for step, pid, argv in live_recorded(journal, self.journal.run_id if self.journal else None):
             raise LeftoverProcess(
                 f"{os.path.basename(argv[0]) if argv else 'a process'} (pid {pid}) started by step "
                 f"{step} of an earlier run is still running; wait for it to end or stop it "
