@@ -124,8 +124,10 @@ def cmd_tui(args) -> int:
     from ambient_tui.checks.model import CheckContext
     from screens.app import run_app  # the UI, imported only to start it
 
+    from ambient_tui.cluster.client import load_client
+
     return run_app(plan, target=target, istio_version=plan.meta["istio_version"],
-                   mouse=not args.no_mouse,
+                   mouse=not args.no_mouse, lock_client=lambda: load_client(target=target),
                    check_context_factory=lambda: CheckContext(settings, target=target)) or 0
 
 
@@ -174,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ambient_tui.commands import netpol as netpol_cmd
     from ambient_tui.commands import pods as pods_cmd
     from ambient_tui.commands import uninstall as uninstall_cmd
+    from ambient_tui.commands import unlock as unlock_cmd
     from ambient_tui.sandbox import commands as sandbox_cmd
-    for module in (install_cmd, uninstall_cmd, netpol_cmd, pods_cmd, sandbox_cmd, mesh_cmd):
+    for module in (install_cmd, uninstall_cmd, unlock_cmd, netpol_cmd, pods_cmd, sandbox_cmd, mesh_cmd):
         module.register(sub)
     return parser
 

@@ -4,12 +4,20 @@
 builds the install plan and calls `run_app`. Cluster access for the panes is optional:
 `kubeconfig`/`kube_context` for the watches, `check_context_factory` (a callable returning a
 CheckContext) for preflight. Tests feed `pods_provider`, `workloads_provider`,
-`helm_provider` and a frozen `now` instead.
+`helm_provider` and a frozen `now` instead. `lock_client` (a callable returning a KubeClient)
+turns on the cluster lock: runs hold it, and the header names another run that holds it.
+
+SIGHUP (the SSH session dropped), SIGTERM and SIGINT do what the headless install does: the
+running step's process groups are ended, the step is journaled as interrupted, the lock is
+released, then the app exits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -25,6 +33,9 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 # Benchmarks set this so the process exits right after the first complete frame.
 BENCH_EXIT_ENV = "AMBIENT_TUI_EXIT_AFTER_FIRST_FRAME"
+LOCK_POLL = 5.0        # seconds between reads of the lock holder for the header
+SIGNAL_GRACE = 15.0    # seconds a signalled app waits for its steps to end before it exits
+EXIT_GRACE = 3.0       # seconds after that for Textual to restore the terminal
 
 
 class AmbientApp(App):
@@ -39,7 +50,8 @@ class AmbientApp(App):
                  preflight_checks: list | None = None, pods_provider: Any = None,
                  workloads_provider: Any = None, helm_provider: Any = None,
                  target: Any = None, read_only: bool = False,
-                 now: Callable[[], float] = time.time, **kwargs) -> None:
+                 now: Callable[[], float] = time.time,
+                 lock_client: Callable[[], Any] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.plan = plan
         # The pinned cluster (cluster/target.py): every watch, step and check reads its file.
@@ -69,6 +81,9 @@ class AmbientApp(App):
         self.istio_version = istio_version or plan.meta.get("istio_version", "")
         self.keymap_path = keymap_path
         self.namespace = namespace
+        self.lock_client = lock_client
+        self.lock_holder: str = ""  # another run that holds the cluster lock, for the header
+        self._signalled: str | None = None
         self.refresh_title()
 
     def refresh_title(self) -> None:
@@ -81,6 +96,8 @@ class AmbientApp(App):
             parts.append("READ-ONLY")
         elif getattr(self.runner, "dry_run", False):
             parts.append("DRY-RUN")
+        if self.lock_holder:
+            parts.append(f"LOCKED by {self.lock_holder} (watch only)")
         self.sub_title = " · ".join(parts)
 
     def get_default_screen(self) -> Screen:
@@ -88,8 +105,93 @@ class AmbientApp(App):
 
     def on_mount(self) -> None:
         self.load_user_keymap()
+        self._install_signal_handlers()
+        if self.lock_client is not None:
+            self.run_worker(self._watch_lock(), name="cluster lock", group="lock", exit_on_error=False)
         if os.environ.get(BENCH_EXIT_ENV):
             self.call_after_refresh(self.exit)
+
+    # ------------------------------------------------------------------ the cluster lock
+
+    async def _watch_lock(self) -> None:
+        """Give the runner the cluster lock, then keep the header's holder up to date."""
+        from ambient_tui.cluster import lease
+
+        kube = await asyncio.to_thread(self.lock_client)
+        if getattr(self.runner, "lock", None) is None:
+            self.runner.lock = lease.ClusterLock(kube, "tui", journal=getattr(self.runner, "journal", None))
+        own = self.runner.lock
+        while True:
+            try:
+                holder = await asyncio.to_thread(lease.current_holder, kube)
+            except Exception:  # noqa: BLE001 - unreadable now (an outage): keep the last answer
+                await asyncio.sleep(LOCK_POLL)
+                continue
+            shown = holder.short() if holder and holder.identity != own.identity \
+                and not holder.expired() else ""
+            if shown != self.lock_holder:
+                self.lock_holder = shown
+                self.refresh_title()
+            await asyncio.sleep(LOCK_POLL)
+
+    # ------------------------------------------------------------------ signals
+
+    def _runners(self) -> list[Any]:
+        """The main runner and any other screen's (the uninstall screen has its own)."""
+        out = [self.runner]
+        for screen in self.screen_stack:
+            r = getattr(screen, "runner", None)
+            if r is not None and r not in out and hasattr(r, "interrupt"):
+                out.append(r)
+        return out
+
+    def _install_signal_handlers(self) -> None:
+        from ambient_tui.engine.runner import INTERRUPT_SIGNALS
+
+        loop = asyncio.get_running_loop()
+        for sig in INTERRUPT_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                pass
+
+    def _on_signal(self, sig: int) -> None:
+        reason = f"interrupted by {signal.Signals(sig).name}"
+        if self._signalled:
+            return
+        self._signalled = reason
+        for r in self._runners():
+            r.interrupt(reason)
+        # The terminal may be gone (SIGHUP): if drawing the exit blocks, leave anyway once the
+        # steps are journaled and the lock is released (or after the grace period).
+        killer = threading.Timer(SIGNAL_GRACE + 10, os._exit, (1,))
+        killer.daemon = True
+        killer.start()
+        asyncio.ensure_future(self._exit_after_signal())
+
+    async def _exit_after_signal(self) -> None:
+        deadline = time.monotonic() + SIGNAL_GRACE
+        runners = self._runners()
+
+        def settled() -> bool:
+            return all(not getattr(r, "busy", False) and not getattr(getattr(r, "lock", None), "held", False)
+                       for r in runners)
+
+        while not settled() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for r in runners:  # a run that never started still releases; release() never raises
+            lock = getattr(r, "lock", None)
+            if lock is not None and lock.held:
+                await asyncio.to_thread(lock.release)
+            journal = getattr(r, "journal", None)
+            if journal is not None:
+                journal.close()
+        # Steps journaled, lock released: with the terminal gone, restoring it can block for
+        # ever, so leave a few seconds later whatever Textual is doing.
+        last = threading.Timer(EXIT_GRACE, os._exit, (1,))
+        last.daemon = True
+        last.start()
+        self.exit(1)
 
     def load_user_keymap(self) -> None:
         path = self.keymap_path or default_keymap_path()

@@ -390,8 +390,8 @@ class MainScreen(BufferedOutput, Screen):
         """After a dropped terminal: say which step the last run left unfinished, put the repair
         of the releases it left stuck first in the plan, and continue that run (its finished
         steps stay done). Nothing runs until `r`, as with every other step."""
-        from ambient_tui.engine.journal import Journal, JournalRead
-        from ambient_tui.plans import repair
+        from ambient_tui.engine.journal import Journal
+        from ambient_tui.plans import repair, resume
 
         journal = getattr(self.runner, "journal", None)
         if journal is None or self.running:
@@ -421,7 +421,10 @@ class MainScreen(BufferedOutput, Screen):
             self.plan.phases.insert(0, phase)
         if interrupted:
             run = interrupted[0].run
-            done = self.runner.resume_from(JournalRead([r for r in previous.records if r.get("run") == run]))
+            # Skipped only where the cluster still shows the step's effect (plans/resume.py).
+            done, again = await asyncio.to_thread(resume.continue_run, self.plan, previous.records, run,
+                                                  self._check_ctx, releases, journal)
+            notes += again
             if done:
                 notes.append(f"Continuing that run; already done: {', '.join(done)}")
         checklist = self.query_one(StepChecklist)

@@ -335,7 +335,8 @@ class UninstallScreen(BufferedOutput, Screen):
                 self.notify(self.error, severity="error", markup=False, timeout=15)
                 self._set_state(REVIEW)
                 return
-        self.runner = Runner(plan, journal=journal, dry_run=self.dry_run)
+        self.runner = Runner(plan, journal=journal, dry_run=self.dry_run,
+                             lock=None if self.dry_run else self.session.lock(journal))
         if not self.dry_run and self.session.unfinished():
             done = self.session.resume(self.runner)
             if done:
@@ -358,10 +359,14 @@ class UninstallScreen(BufferedOutput, Screen):
                         exit_on_error=False)
 
     async def _run(self, journal) -> bool:
+        ok = False
         try:
-            return await self.runner.run()
+            ok = await self.runner.run()
+            return ok
         finally:
             if journal is not None:
+                if any(s.state.value != "pending" for s in self.plan.steps):
+                    self.session.end_install_runs(journal, ok)
                 journal.close()
 
     def action_cancel(self) -> None:

@@ -35,6 +35,8 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="install even when a preflight check fails")
     p.add_argument("--fix", action="store_true",
                    help="run the offered fixes (VPC CNI enforcing mode) as the plan's first phase")
+    from ambient_tui.commands.unlock import add_flag
+    add_flag(p)
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("status", help="Istio releases, readiness and enrolled namespaces")
@@ -189,7 +191,7 @@ def fix_steps_for(check, ctx, by_id) -> list:
 
 
 def cmd_install(args) -> int:
-    from ambient_tui.engine.journal import Journal, JournalError, JournalRead, journal_path
+    from ambient_tui.engine.journal import Journal, JournalError, journal_path
     from ambient_tui.engine.plan import Phase
     from ambient_tui.engine.runbook import to_markdown
     from ambient_tui.engine.runner import Runner
@@ -201,16 +203,41 @@ def cmd_install(args) -> int:
     if not args.dry_run:
         refuse_if_read_only(args, "install", "--dry-run shows the plan")
     settings = _settings_from(args)
+    if getattr(args, "force_unlock", False):
+        from ambient_tui.commands.unlock import force_unlock_interactive
+        code = force_unlock_interactive(args.kubeconfig, args.context)
+        if code:
+            return code
     ctx, results = run_preflight(args, settings)
     by_id = {c.id: c for c in results}
     access = by_id.get("cluster-access")
     kube_context = access.data.get("context") if access and access.status == PASS else None
     cluster = kube_context or args.context or "default"
 
+    # Another run holds the cluster lock: refuse before anything else (it also rechecks at the run).
+    if kube_context and not args.dry_run:
+        from ambient_tui.cluster import lease
+        try:
+            holder = lease.current_holder(ctx.client())
+        except Exception as e:  # noqa: BLE001 - LockError, ClusterAccessError
+            print(f"ambient-tui: {e}", file=sys.stderr)
+            return 1
+        if holder is not None and not holder.expired() and not holder.gone():
+            print(f"ambient-tui: {lease.LockHeld(holder)}", file=sys.stderr)
+            return 1
+
     # A run the terminal dropped: say what it was doing, and unstick what helm left pending.
+    # An uninstall ends every install run before it (plans/resume.py).
+    from ambient_tui.engine.runner import live_recorded
+    from ambient_tui.plans import resume
     previous = Journal.read(journal_path(cluster))
     for line in previous.damage_report():  # said once, here; the damaged lines are skipped
         _say(f"! {line}", sys.stderr)
+    previous.records = resume.since_uninstall(previous.records)
+    for step, pid, argv in live_recorded(previous):
+        _say(f"ambient-tui: {os.path.basename(argv[0])} (pid {pid}) of step {step} of an earlier run is "
+             f"still running; wait for it to end or stop it (kill {pid}), then run again", sys.stderr)
+        return 1
     interrupted = repair.interrupted_steps(previous)
     for s in interrupted:
         _say(f"! the last run was interrupted: {s.describe()}")
@@ -280,19 +307,38 @@ def cmd_install(args) -> int:
     if ctx.target is not None:
         env.update(ctx.target.tool_env())
         pin_steps(plan.steps, ctx.target)  # the checked target, not whatever is current later
-    runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env or None)
+    from ambient_tui.cluster.lease import ClusterLock, LockError, LockHeld
+    from ambient_tui.engine.runner import LeftoverProcess
+    lock = ClusterLock(ctx.client(), "install", journal) if kube_context else None
+    runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env or None, lock=lock)
     runner.subscribe(_printer(plan))
-    if interrupted and not args.dry_run:
-        # Continue the interrupted run: skip what it finished (only that run, not older ones).
-        run = interrupted[0].run
-        skipped = runner.resume_from(JournalRead([r for r in previous.records if r.get("run") == run]))
+    if (interrupted and not args.dry_run) or args.resume:
+        # Continue the interrupted run (only that run), or --resume: skip a finished step only
+        # where the cluster still shows its effect.
+        run = None if args.resume else interrupted[0].run
+        try:
+            state = resume.read_state(ctx.client(), releases)
+        except Exception as e:  # noqa: BLE001 - ClusterAccessError
+            print(f"ambient-tui: cannot read the cluster to resume: {e}", file=sys.stderr)
+            return 1
+        decisions = resume.decide(plan.steps, previous.records, state, run)
+        skipped = resume.apply(plan, decisions)
+        for d in decisions:
+            if not d.skip:
+                _say(f"! {d.describe()}")
+        if not args.dry_run:
+            resume.journal_decisions(journal, decisions)
         if skipped:
-            _say(f"continuing the interrupted run; already done: {', '.join(skipped)}")
+            _say(f"{'resuming' if args.resume else 'continuing the interrupted run'}; "
+                 f"already done: {', '.join(skipped)}")
     try:
-        ok = asyncio.run(runner.run_interruptible(resume=args.resume))
+        ok = asyncio.run(runner.run_interruptible())
     except JournalError as e:
         print(f"ambient-tui: {e}", file=sys.stderr)
         return 2
+    except (LockHeld, LockError, LeftoverProcess) as e:
+        print(f"ambient-tui: {e}", file=sys.stderr)
+        return 1
     finally:
         journal.close()
     if runner.journal_error is not None:

@@ -39,6 +39,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="skip steps the journal saw succeed in the last interrupted uninstall")
     access_args(p)
+    from ambient_tui.commands.unlock import add_flag
+    add_flag(p)
     p.set_defaults(func=run)
     return p
 
@@ -81,6 +83,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except ClusterAccessError as e:
         return refuse(f"nothing changed: {e}", EXIT_INPUT)
     session = UninstallSession(target.kubeconfig_path(), target.context)
+    if getattr(args, "force_unlock", False):
+        from ambient_tui.commands.unlock import force_unlock_interactive
+        code = force_unlock_interactive(target.kubeconfig_path(), target.context, out, err, stdin)
+        if code:
+            return code
 
     try:
         before = session.discover()
@@ -125,13 +132,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         if not session.confirmed(typed):
             return refuse(f"aborted, nothing changed: typed {typed!r}, expected {phrase!r} exactly")
 
+    from ambient_tui.cluster.lease import LockError, LockHeld
+    from ambient_tui.engine.runner import LeftoverProcess
+
     journal = session.journal()
     try:  # a journal that cannot be written stops the uninstall before its first change
         journal.check()
     except JournalError as e:
         journal.close()
         return refuse(f"nothing changed: {e}")
-    runner = Runner(plan, journal=journal)
+    runner = Runner(plan, journal=journal, lock=session.lock(journal))
     if args.resume:
         done = session.resume(runner)
         if done:
@@ -155,7 +165,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     try:
         ok = asyncio.run(runner.run())
     except JournalError as e:
+        journal.close()
         return refuse(str(e))
+    except (LockHeld, LockError, LeftoverProcess) as e:
+        journal.close()
+        return refuse(str(e))
+    try:
+        session.end_install_runs(journal, ok)
     finally:
         journal.close()
     if runner.journal_error is not None:

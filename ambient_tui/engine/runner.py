@@ -1,29 +1,46 @@
 """The async runner: executes a plan's steps, emits events, writes the journal.
 
 Each command runs in its own session (process group) so cancelling or timing out a step ends
-helm and every child it started; nothing is left behind as an orphan.
+helm and every child it started; nothing is left behind as an orphan. A child that moved to a
+session of its own is found by its parent links and signalled by its own group and pid too.
+
+With a `lock` (cluster/lease.py ClusterLock), run() holds the cluster lock from before its
+first step to its end, and stops at the next step boundary when the lock was lost. Before the
+first step it refuses while a process an earlier run recorded (a step's pid, in the
+`step-pid` record after its step-start) is still alive, so a restart never works on a
+release that an orphaned helm is still changing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
 from typing import Callable, Iterable
 
+from ambient_tui.engine import procs
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.journal import Journal, JournalError, JournalRead
 from ambient_tui.engine.plan import Plan, Step, StepState
+from ambient_tui.engine.redact import redact_argv
 from ambient_tui.tools.install_hints import missing_tool_message
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL of a step's process group
+INTERRUPT_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
+
+class LeftoverProcess(RuntimeError):
+    """A process an earlier run started is still alive; the message is the line to show."""
 
 
 class Runner:
     def __init__(self, plan: Plan, journal: Journal | None = None, dry_run: bool = False,
-                 env: dict | None = None) -> None:
+                 env: dict | None = None, lock=None) -> None:
         self.plan = plan
+        self.lock = lock  # a ClusterLock (or None: no cluster lock, e.g. tests of local commands)
+        self._depth = 0  # run() inside _locked(): its run_step() calls pass straight through
         self.journal = journal
         self.dry_run = dry_run
         self.env = env
@@ -78,6 +95,11 @@ class Runner:
         """Stop the run: cancel running steps (journaled with `reason`) and start no more."""
         self.interrupted = reason
         self.cancel()
+
+    @property
+    def busy(self) -> bool:
+        """A step is running (or its process group is still being ended)."""
+        return bool(self._tasks)
 
     async def run_interruptible(self, resume: bool = False,
                                 signals: tuple[int, ...] = (signal.SIGHUP, signal.SIGTERM)) -> bool:
@@ -151,7 +173,13 @@ class Runner:
 
     # -- running ----------------------------------------------------------------------------
     async def run(self, resume: bool = False) -> bool:
-        """Run every pending step in order; steps of one phase sharing a group run together."""
+        """Run every pending step in order; steps of one phase sharing a group run together.
+        Raises LockHeld/LockError (another run holds the cluster) or LeftoverProcess before
+        the first step; nothing has changed then."""
+        async with self._locked():
+            return await self._run(resume)
+
+    async def _run(self, resume: bool) -> bool:
         if self.journal_error is not None:  # a new run tries the journal again (space freed?)
             if self.interrupted == f"stopped: {self.journal_error}":
                 self.interrupted = None
@@ -166,6 +194,9 @@ class Runner:
             for batch in _batches(phase.steps):
                 if self.interrupted:
                     return False
+                if self.lock is not None and self.lock.lost:
+                    self.interrupt(f"stopped: {self.lock.lost}")
+                    return False
                 todo = [s for s in batch if s.state in (StepState.PENDING, StepState.FAILED,
                                                         StepState.CANCELLED)]
                 if not todo:
@@ -176,6 +207,49 @@ class Runner:
         return all(s.state.done for s in self.plan.steps)
 
     async def run_step(self, step_id: str) -> StepState:
+        async with self._locked():
+            return await self._run_step(step_id)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self):
+        """Around a run (not a dry run; once, though run() calls run_step()): refuse while an
+        earlier run's process lives, and hold the cluster lock when there is one."""
+        if self.dry_run or self._depth:
+            yield
+            return
+        self._depth += 1
+        try:
+            if self.journal is not None:
+                read = await asyncio.to_thread(Journal.read, self.journal.path)
+                self.check_leftovers(read)
+            lock = self.lock
+            if lock is None or lock.held:
+                yield
+                return
+            loop = asyncio.get_running_loop()
+            await asyncio.to_thread(lock.acquire, lambda line: loop.call_soon_threadsafe(self._say, line))
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(lock.release)
+        finally:
+            self._depth -= 1
+
+    def _say(self, line: str) -> None:
+        """A line about the run as a whole (waiting for the lock): shown on the first step."""
+        first = next((s for s in self.plan.steps if s.state is StepState.PENDING), None)
+        if first is not None:
+            self._emit(Event(EventKind.OUTPUT, first.id, line=f"! {line}"))
+
+    def check_leftovers(self, journal: JournalRead) -> None:
+        """Refuse while a process an earlier run recorded (step-pid) still runs."""
+        for step, pid, argv in live_recorded(journal, self.journal.run_id if self.journal else None):
+            raise LeftoverProcess(
+                f"{os.path.basename(argv[0]) if argv else 'a process'} (pid {pid}) started by step "
+                f"{step} of an earlier run is still running; wait for it to end or stop it "
+                f"(kill {pid}), then run again; nothing was changed")
+
+    async def _run_step(self, step_id: str) -> StepState:
         step = self.plan.step(step_id)
         if self.journal and not self._plan_written and not self._write_journal(self._journal_plan):
             return step.state  # nothing ran: the journal cannot record it
@@ -226,15 +300,26 @@ class Runner:
 
     async def _run_argv(self, step: Step) -> tuple[int | None, str]:
         env = None if self.env is None else {**os.environ, **self.env}
+        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
+            *step.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True))
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *step.argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL, env=env, start_new_session=True)
+            # Shielded: a cancel (a signal) that lands while the process is being started must
+            # not lose the Process object and leave the command running unseen.
+            proc = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            try:
+                started = await spawn
+            except OSError:
+                raise asyncio.CancelledError from None
+            await _kill_group(started)
+            raise
         except FileNotFoundError:
             return None, missing_tool_message(step.argv[0])
         except PermissionError:
             return None, f"{step.argv[0]} is not executable"
         self._procs[step.id] = proc
+        self._journal_pid(step, proc.pid)
         kept: list[str] | None = [] if step.verify else None
         try:
             await asyncio.wait_for(self._pump(step.id, proc, kept), timeout=step.timeout)
@@ -250,6 +335,16 @@ class Runner:
             if step.id in self._cancelled:
                 # The leader may have gone on SIGTERM while a child ignored it.
                 _signal_group(proc, signal.SIGKILL)
+
+    def _journal_pid(self, step: Step, pid: int) -> None:
+        """A `step-pid` record after the step-start: the command's pid and start time, so a
+        restart can tell whether it still runs. Best effort: a full disk must not orphan it."""
+        if self.journal:
+            try:
+                self.journal.write({"type": "step-pid", "step": step.id, "pid": pid,
+                                    "pid_start": procs.start_time(pid), "argv": redact_argv(step.argv)})
+            except Exception:  # noqa: BLE001 - JournalError; the step-end still says what happened
+                pass
 
     async def _pump(self, step_id: str, proc: asyncio.subprocess.Process,
                     kept: list[str] | None = None) -> None:
@@ -291,20 +386,45 @@ def _batches(steps: list[Step]) -> list[list[Step]]:
     return out
 
 
-def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
+def live_recorded(journal, own_run: str | None = None) -> list[tuple[str, int, list[str]]]:
+    """(step, pid, argv) of processes recorded in step-pid records of other runs that are
+    still alive (same start time and command line): helm orphaned by a killed app."""
+    out = []
+    seen = set()
+    for r in reversed(journal.records):
+        if r.get("type") != "step-pid" or r.get("run") == own_run:
+            continue
+        pid, argv = r.get("pid"), r.get("argv")
+        if not isinstance(pid, int) or pid in seen or not isinstance(argv, list):
+            continue
+        seen.add(pid)
+        started = r.get("pid_start")
+        if procs.alive(pid, [str(a) for a in argv], started if isinstance(started, int) else None):
+            out.append((str(r.get("step")), pid, argv))
+    return out
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: int,
+                  strays: list[tuple[int, int]] = ()) -> None:
+    """Signal the step's process group, and every descendant's group and pid (a descendant
+    that started a session of its own is outside the step's group)."""
+    for target, kill in [(proc.pid, os.killpg)] + [(g, os.killpg) for _, g in strays] + \
+            [(p, os.kill) for p, _ in strays]:
+        try:
+            kill(target, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    _signal_group(proc, signal.SIGTERM)
+    # Found before the leader dies: afterwards its children are re-parented and lost to view.
+    strays = [(p, g) for p, g in procs.descendants(proc.pid) if g != proc.pid]
+    _signal_group(proc, signal.SIGTERM, strays)
     try:
         await asyncio.wait_for(proc.wait(), KILL_GRACE)
     except asyncio.TimeoutError:
         pass
     # Children of the step (helm's plugins, a shell's sleep) may outlive the leader.
-    _signal_group(proc, signal.SIGKILL)
+    _signal_group(proc, signal.SIGKILL, strays)
     if proc.returncode is None:
         await proc.wait()

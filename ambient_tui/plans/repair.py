@@ -65,7 +65,11 @@ class Repair:
 
 
 def interrupted_steps(journal: JournalRead) -> list[Interrupted]:
-    """Steps of the last run that started and did not finish (no step-end, or cancelled)."""
+    """Steps of the last run that started and did not finish (no step-end, or cancelled).
+    Runs before the last uninstall are over (plans/resume.py)."""
+    from ambient_tui.plans.resume import since_uninstall
+
+    journal = JournalRead(since_uninstall(journal.records))
     run = journal.last_run()
     if run is None:
         return []

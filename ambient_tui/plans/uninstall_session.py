@@ -108,6 +108,30 @@ class UninstallSession:
         states = last.step_states()
         return any(states.get(s) not in ("succeeded", "warned", "skipped") for s in plan.get("steps") or [])
 
+    def lock(self, journal=None):
+        """The cluster lock the uninstall's runner holds (cluster/lease.py)."""
+        from ambient_tui.cluster.client import load_client
+        from ambient_tui.cluster.lease import ClusterLock
+
+        return ClusterLock(load_client(self.kubeconfig, self.context), "uninstall", journal)
+
+    def end_install_runs(self, journal, ok: bool) -> None:
+        """Write an `uninstall` record into every journal of this cluster (the install's is
+        named after the kube context, this one after the cluster): install runs before it
+        are over, and `install --resume` must not count their steps as done."""
+        from ambient_tui.engine.journal import Journal
+
+        record = {"type": "uninstall", "ok": bool(ok), "cluster": self.cluster}
+        for path in self.journal_paths():
+            if path == journal.path:
+                journal.write(record)
+                continue
+            other = Journal(path, run_id=journal.run_id)
+            try:
+                other.write(record)
+            finally:
+                other.close()
+
     def resume(self, runner) -> list[str]:
         """Mark the steps the last uninstall run finished as done; returns their ids."""
         return runner.resume_from(self.last_run())

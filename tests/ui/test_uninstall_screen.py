@@ -86,6 +86,12 @@ class FakeSession:
     def resume(self, runner):
         return runner.resume_from(self.last_run())
 
+    def lock(self, journal=None):
+        return None  # no API server here, so no cluster lock (the cluster tier tests the lock)
+
+    def end_install_runs(self, journal, ok: bool) -> None:
+        journal.write({"type": "uninstall", "ok": bool(ok), "cluster": self.cluster})
+
     def verify(self, before, opts):
         self.calls.append("verify")
         return self.leftovers

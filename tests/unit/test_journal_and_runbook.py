@@ -43,8 +43,9 @@ async def test_journal_records_argv_times_exit_code_and_redacted_tail(tmp_path):
     raw = (tmp_path / "c.jsonl").read_text()
     assert AWS_KEY not in raw
     recs = [json.loads(l) for l in raw.splitlines()]
-    assert [r["type"] for r in recs] == ["plan", "step-start", "step-end"]
-    start, end = recs[1], recs[2]
+    assert [r["type"] for r in recs] == ["plan", "step-start", "step-pid", "step-end"]
+    assert recs[2]["pid"] > 1 and recs[2]["argv"] == recs[1]["argv"]  # so a restart can check it
+    start, end = recs[1], recs[3]
     assert start["argv"][:2] == ["sh", "-c"]
     assert end["exit_code"] == 4 and end["state"] == "failed"
     assert end["ended"] >= end["started"]

@@ -337,4 +337,4 @@ async def test_a_new_run_tries_the_journal_again(tmp_path):
     assert await runner.run() is True
     assert runner.journal_error is None and plan.step("a").state is StepState.SUCCEEDED
     runner.journal.close()
-    assert [r["type"] for r in Journal.read(blocker / "j.jsonl").records] == ["plan", "step-start", "step-end"]
+    assert [r["type"] for r in Journal.read(blocker / "j.jsonl").records] == ["plan", "step-start", "step-pid", "step-end"]
