@@ -106,14 +106,16 @@ def _guarded(fn):
     def wrapper(args, out: TextIO | None = None, err: TextIO | None = None, stdin: TextIO | None = None) -> int:
         out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
         from ambient_tui.cluster.client import ClusterAccessError
+        from ambient_tui.cluster.lease import LockError, LockHeld
         from ambient_tui.engine.journal import JournalError
+        from ambient_tui.engine.runner import LeftoverProcess
 
         try:
             return fn(args, out, err, stdin)
         except InputError as e:
             print(f"ambient-tui {args.command}: {e}", file=err, flush=True)
             return EXIT_INPUT
-        except (Failed, ClusterAccessError, JournalError) as e:
+        except (Failed, ClusterAccessError, JournalError, LockHeld, LockError, LeftoverProcess) as e:
             print(f"ambient-tui {args.command}: {e}", file=err, flush=True)
             return EXIT_FAILED
     wrapper.__name__ = fn.__name__
@@ -173,7 +175,7 @@ def _run(kube, plan, out: TextIO, dry_run: bool = False, journal=None) -> bool:
     from ambient_tui.engine.events import EventKind
     from ambient_tui.engine.journal import Journal
     from ambient_tui.engine.runner import Runner
-    from ambient_tui.mesh.enroll import change_guard
+    from ambient_tui.mesh.enroll import change_lock
 
     total = len(plan.steps)
     _say(f"plan: {plan.title} ({total} step{'s' if total != 1 else ''})", out)
@@ -181,7 +183,8 @@ def _run(kube, plan, out: TextIO, dry_run: bool = False, journal=None) -> bool:
         _say(f"  [{i}/{total}] {s.title}: {s.command}", out)
     own = journal is None
     journal = journal or Journal.for_cluster(kube.context or "default")
-    runner = Runner(plan, journal=journal, dry_run=dry_run)
+    runner = Runner(plan, journal=journal, dry_run=dry_run,
+                    lock=None if dry_run else change_lock(kube, plan.title, journal))
     index = {s.id: i for i, s in enumerate(plan.steps, 1)}
 
     def progress(ev) -> None:
@@ -195,17 +198,18 @@ def _run(kube, plan, out: TextIO, dry_run: bool = False, journal=None) -> bool:
 
     runner.subscribe(progress)
     try:
-        with change_guard(kube, plan.title):
-            # SIGHUP/SIGTERM (a dropped SSH session) cancel the running step, journaled as such
-            return asyncio.run(runner.run_interruptible())
+        # SIGHUP/SIGTERM (a dropped SSH session) cancel the running step, journaled as such
+        return asyncio.run(runner.run_interruptible())
     finally:
         if own:
             journal.close()
 
 
 def _confirm(expected: str, what: str, out: TextIO, stdin: TextIO) -> bool:
+    from ambient_tui.engine.confirm import confirmed
+
     print(f"Type {expected!r} to {what}: ", end="", file=out, flush=True)
-    return (stdin.readline() or "").strip() == expected
+    return confirmed((stdin.readline() or "").rstrip("\r\n"), expected)
 
 
 # --- mesh ----------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import sys
 from typing import TextIO
-from urllib.parse import urlsplit
 
 from ambient_tui.commands import access_args
+from ambient_tui.engine.confirm import Target, confirmation_phrase, confirmed
 
 
 def register(sub) -> None:
@@ -27,22 +27,9 @@ def add_flag(p) -> None:
                    help="first clear the cluster lock another run holds (asks for the cluster name)")
 
 
-# TODO(lead): use ambient_tui/engine/confirm.py (confirmation_phrase / confirmed) from the
-# `journal` branch once merged; these two are the minimal local equivalent.
 def phrase_for(context: str, server: str) -> str:
     """Never empty: the context name, else the API server host, else a fixed sentence."""
-    if context and context.strip():
-        return context.strip()
-    try:
-        host = urlsplit(server or "").hostname or ""
-    except ValueError:
-        host = ""
-    return host or "clear the ambient-tui lock"
-
-
-def confirmed(typed, phrase: str) -> bool:
-    """Exact match only: no trimming, no case folding, no prefix; empty never matches."""
-    return isinstance(typed, str) and bool(phrase.strip()) and typed == phrase
+    return confirmation_phrase(Target(context=context or "", server=server or ""))
 
 
 def force_unlock_interactive(kubeconfig: str | None, context: str | None, out: TextIO | None = None,

@@ -9,8 +9,6 @@ mesh, so such a finding stops the enrolment unless forced.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
 
 from ambient_tui.engine.plan import ApiCall, Phase, Plan, Step
 from ambient_tui.mesh import api
@@ -68,13 +66,13 @@ def enrolment_gate(kube, namespaces: list[str]) -> list[str]:
     return problems
 
 
-@contextmanager
-def change_guard(kube, what: str) -> Iterator[None]:
-    """Around every mesh change (enrol, unenrol, opt-out, waypoint apply/delete).
+def change_lock(kube, what: str, journal=None):
+    """The cluster lock (cluster/lease.py) every mesh change (enrol, unenrol, opt-out, waypoint
+    apply/delete) runs under, so a second operator's install or change is refused; the Runner
+    takes it in a thread before the first step and releases it after the last."""
+    from ambient_tui.cluster.lease import ClusterLock
 
-    Today it only names the change; the cluster lock goes here."""
-    # lead: wire cluster_lock here (ambient_tui/cluster/lease.py: hold the Lease for `what`).
-    yield
+    return ClusterLock(kube, what, journal)
 
 
 # --- steps --------------------------------------------------------------------------------
@@ -131,11 +129,10 @@ async def run_plan_async(kube, plan: Plan, journal=None, on_event=None) -> bool:
     """Run a mesh plan with the engine's Runner (journaled) inside the change guard."""
     from ambient_tui.engine.runner import Runner
 
-    runner = Runner(plan, journal=journal)
+    runner = Runner(plan, journal=journal, lock=change_lock(kube, plan.title, journal))
     if on_event:
         runner.subscribe(on_event)
-    with change_guard(kube, plan.title):
-        return await runner.run()
+    return await runner.run()
 
 
 def run_plan(kube, plan: Plan, journal=None, on_event=None) -> bool:

@@ -13,6 +13,7 @@ import pytest
 
 from ambient_tui.cluster import lease
 from ambient_tui.commands.unlock import confirmed, phrase_for
+from ambient_tui.engine.confirm import LAST_RESORT
 from ambient_tui.engine import Phase, Plan, Step, StepState
 from ambient_tui.engine import procs
 from ambient_tui.engine.events import EventKind
@@ -123,7 +124,7 @@ def test_unlock_confirmation_refuses_empty_blank_prefix_and_wrong_case(typed):
 def test_unlock_confirmation_phrase_is_never_empty():
     assert confirmed("prod-eu", "prod-eu")
     assert phrase_for("", "https://10.1.2.3:6443") == "10.1.2.3"
-    assert phrase_for("  ", "") == "clear the ambient-tui lock"
+    assert phrase_for("  ", "") == LAST_RESORT  # engine/confirm.py: the one rule for every typed confirmation
     assert not confirmed("", phrase_for("", ""))
 
 
