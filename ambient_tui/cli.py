@@ -12,37 +12,10 @@ import sys
 from ambient_tui import __version__
 
 
-class UsageError(Exception):
-    """Bad input: one line of cause and next step, exit 2."""
-
-
-def _plan_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--istio-version", metavar="X.Y.Z", help="default: newest supported release in the catalogue")
-    p.add_argument("--method", choices=["helm", "istioctl"], default="helm")
-    p.add_argument("--gateway", action="store_true", help="also install the ingress gateway")
-    p.add_argument("--charts", metavar="DIR", help="install from local chart folders (air-gapped)")
-    p.add_argument("--chart-source", choices=["blob", "oci"], default="blob")
-    p.add_argument("--gateway-api-file", metavar="PATH", help="Gateway API CRDs from a local file or folder")
-    p.add_argument("--values", metavar="COMPONENT=FILE", action="append", default=[],
-                   help="values file for base, istiod, cni, ztunnel or gateway")
-    p.add_argument("--enroll", metavar="NS[,NS...]", default="", help="namespaces to enrol")
-
-
-def _settings(args):
-    from ambient_tui.plans.install import COMPONENT_KEYS
-    from ambient_tui.settings import Settings
-
-    values = {}
-    for item in args.values:
-        comp, sep, path = item.partition("=")
-        if not sep or comp not in COMPONENT_KEYS:
-            raise UsageError(f"--values {item!r}: use COMPONENT=FILE with COMPONENT one of "
-                             f"{', '.join(COMPONENT_KEYS)}")
-        values[comp] = path
-    return Settings(istio_version=args.istio_version, method=args.method, gateway=args.gateway,
-                    chart_source=args.charts or args.chart_source, values=values,
-                    gateway_api_file=args.gateway_api_file,
-                    enroll=[n for n in args.enroll.split(",") if n])
+# Shared with the subcommands (commands/ never imports this module).
+from ambient_tui.commands.common import UsageError, plan_args as _plan_args  # noqa: E402
+from ambient_tui.commands.common import settings_from_args as _settings  # noqa: E402
+from ambient_tui.errors import AmbientError  # noqa: E402
 
 
 def _build_plan(args):
@@ -101,23 +74,23 @@ def _use_sandbox(args) -> int:
 def cmd_tui(args) -> int:
     if args.sandbox and _use_sandbox(args) != 0:
         return 1
-    plan = _build_plan(args)
+    from ambient_tui import catalog
+    from ambient_tui.plans.install_session import InstallSession
+
     settings = _settings(args)
     kubeconfig, kube_context = args.kubeconfig, args.context  # None: $KUBECONFIG, current context
     settings.context = kube_context
-    if kube_context:
-        from ambient_tui.plans.install import pin_context
-        pin_context(plan, kube_context)
-    if kubeconfig:
-        for s in plan.steps:  # every tool the plan runs talks to the chosen cluster
-            if s.argv and s.argv[0] in ("helm", "kubectl", "istioctl"):
-                s.argv += ["--kubeconfig", kubeconfig]
+    try:
+        session = InstallSession(settings, kubeconfig=kubeconfig, kube_context=kube_context)
+    except catalog.UnknownVersion as e:
+        raise UsageError(str(e)) from None
+    plan = session.initial_plan()  # what preflight's decisions then replace (the same session as `install`)
     from ambient_tui.checks.model import CheckContext
     from screens.app import run_app  # the UI, imported only to start it
 
     return run_app(plan, context=kube_context or current_context(kubeconfig),
                    istio_version=plan.meta["istio_version"], kubeconfig=kubeconfig,
-                   kube_context=kube_context, mouse=not args.no_mouse,
+                   kube_context=kube_context, mouse=not args.no_mouse, install_session=session,
                    check_context_factory=lambda: CheckContext(settings, kubeconfig=kubeconfig,
                                                               context=kube_context)) or 0
 
@@ -173,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ambient_tui.sandbox import commands as sandbox_cmd
     for module in (install_cmd, uninstall_cmd, netpol_cmd, pods_cmd, sandbox_cmd):
         module.register(sub)
+    # commands/ never imports this module: the pods UI's start is handed to it.
+    sub.choices["pods"].set_defaults(launch=lambda provider, title: start_pods_ui(provider, title=title))
     return parser
 
 
@@ -181,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UsageError as e:
-        print(f"ambient-tui: {e}", file=sys.stderr)
-        return 2
+    except AmbientError as e:  # the one handler: cause and next step on one line
+        print(f"ambient-tui: {e.line()}", file=sys.stderr)
+        return e.code
     except KeyboardInterrupt:
         print("ambient-tui: interrupted", file=sys.stderr)
         return 130

@@ -36,6 +36,7 @@ class AmbientApp(App):
                  namespace: str = "default", kubeconfig: str | None = None,
                  kube_context: str | None = None,
                  check_context_factory: Callable[[], Any] | None = None,
+                 install_session: Any = None,
                  preflight_checks: list | None = None, pods_provider: Any = None,
                  workloads_provider: Any = None, helm_provider: Any = None,
                  now: Callable[[], float] = time.time, **kwargs) -> None:
@@ -44,6 +45,9 @@ class AmbientApp(App):
         self.kubeconfig, self.kube_context = kubeconfig, kube_context
         # Called in a thread when the main screen mounts; None: preflight is not run.
         self.check_context_factory = check_context_factory
+        # plans.install_session.InstallSession: after preflight it decides the plan (None: the
+        # given plan is run as it is, e.g. in tests).
+        self.install_session = install_session
         self.preflight_checks = preflight_checks  # None: every check (checks.core.ALL)
         self.pods_provider, self.workloads_provider = pods_provider, workloads_provider
         self.helm_provider = helm_provider

@@ -30,6 +30,7 @@ class VpcCniFacts:
     enforcing_mode: str | None = None  # None: unset, which the VPC CNI treats as strict
     managed: bool | None = None  # None: unknown (no AWS access)
     network_policy: bool = False
+    ds_managers: list[str] = field(default_factory=list)  # aws-node's field managers
     cluster: str | None = None
     region: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -101,7 +102,8 @@ def decide(facts: VpcCniFacts, release, version: str) -> Check:
                      "enrolled pods and kubelet probes from 169.254.7.127/32")
     return Check(CHECK_ID, TITLE, status, "; ".join(parts), fix,
                  data={"managed": facts.managed, "pod_eni": facts.pod_eni, "sgp_count": facts.sgp_count,
-                       "enforcing_mode": facts.enforcing_mode, "network_policy": facts.network_policy})
+                       "enforcing_mode": facts.enforcing_mode, "network_policy": facts.network_policy,
+                       "ds_managers": facts.ds_managers})
 
 
 def gather(kube, cluster: str | None = None, region: str | None = None, aws: bool = False) -> VpcCniFacts:
@@ -112,7 +114,10 @@ def gather(kube, cluster: str | None = None, region: str | None = None, aws: boo
     env = env_of(ds)
     facts = VpcCniFacts(aws_node=True, pod_eni=env.get("ENABLE_POD_ENI", "false").lower() == "true",
                         enforcing_mode=env.get(MODE_VAR) or None,
-                        network_policy=nodeagent_network_policy(ds), cluster=cluster, region=region)
+                        network_policy=nodeagent_network_policy(ds), cluster=cluster, region=region,
+                        ds_managers=sorted({m.get("manager", "?") for m in (
+                            (ds.get("metadata") or {}).get("managedFields") or [] if isinstance(ds, dict)
+                            else [])}))
     facts.sgp_count = len(kube.list_security_group_policies())
     if aws and cluster:
         from ambient_tui.aws import eks
@@ -130,6 +135,38 @@ def gather(kube, cluster: str | None = None, region: str | None = None, aws: boo
 
 
 # -- the fix, as engine steps ---------------------------------------------------------------
+
+# The field manager the EKS managed add-on applies aws-node with.
+EKS_MANAGER = "eks"
+
+
+def fix_target(check: Check | None, results: dict) -> tuple[dict | None, str]:
+    """(arguments for enforcing_mode_fix_steps, why) when the vpc-cni check's fix can run as
+    steps; (None, why not) otherwise. The one rule for the install command and the TUI.
+
+    A managed add-on is changed with UpdateAddon (needs the EKS cluster name); a self-managed
+    aws-node through the DaemonSet. When AWS cannot say which (no AWS access), the DaemonSet
+    path is taken only if no EKS add-on manages aws-node's fields: patching a managed add-on's
+    DaemonSet would be reverted by its next update."""
+    if check is None or check.id != CHECK_ID or check.status not in (FAIL, WARN) or not check.fix:
+        return None, "no enforcing-mode fix is needed"
+    if not (check.data.get("pod_eni") and check.data.get("sgp_count")):
+        return None, "the warning is about network policies, not the enforcing mode"
+    managed = check.data.get("managed")
+    if managed is None:
+        if EKS_MANAGER in (check.data.get("ds_managers") or []):
+            return None, ("aws-node is applied by the EKS add-on (field manager eks) but AWS cannot "
+                          "be asked (no AWS access): give AWS credentials (AWS_PROFILE) so the fix "
+                          "goes through UpdateAddon")
+        return {"managed": False, "cluster": None, "region": None}, (
+            "no AWS access and no EKS add-on manages aws-node: treated as self-managed (DaemonSet env)")
+    if not managed:
+        return {"managed": False, "cluster": None, "region": None}, "self-managed: DaemonSet env"
+    aws = results.get("aws-eks")
+    cluster = aws.data.get("cluster") if aws is not None else None
+    if not cluster:
+        return None, "managed add-on, but the EKS cluster name is unknown (aws-eks check did not pass)"
+    return {"managed": True, "cluster": cluster, "region": aws.data.get("region")}, "managed add-on: UpdateAddon"
 
 def _selector_matches(selector: dict | None, labels: dict | None) -> bool:
     want = (selector or {}).get("matchLabels") or {}
@@ -241,7 +278,7 @@ def enforcing_mode_fix_steps(kube, managed: bool, cluster: str | None = None,
             return record_lines(EnforcingModeChange(previous, True, cluster, region)) + lines
         set_step = Step(
             FIX_STEP_ID, f"vpc-cni add-on: {MODE_VAR}=standard (UpdateAddon)",
-            api=ApiCall(f"EKS UpdateAddon {cluster}/vpc-cni configurationValues merge {cfg}", update),
+            api=ApiCall(f"EKS UpdateAddon {cluster}/vpc-cni configurationValues merge {cfg}", update), kind="fix",
             timeout=120)
     else:
         def patch() -> list[str]:
@@ -252,7 +289,7 @@ def enforcing_mode_fix_steps(kube, managed: bool, cluster: str | None = None,
         set_step = Step(
             FIX_STEP_ID, f"aws-node: {MODE_VAR}=standard (DaemonSet env)",
             api=ApiCall(f"PATCH apps/v1 DaemonSet kube-system/aws-node env {MODE_VAR}=standard", patch),
-            timeout=60)
+            timeout=60, kind="fix")
 
     def restart_list() -> list[str]:
         pods = pods_needing_restart(kube)
@@ -263,7 +300,7 @@ def enforcing_mode_fix_steps(kube, managed: bool, cluster: str | None = None,
 
     list_step = Step("list-pods-to-restart", "pods with branch ENIs that need a restart",
                      api=ApiCall("LIST v1 Pods (annotation vpc.amazonaws.com/pod-eni or SecurityGroupPolicy "
-                                 "podSelector)", restart_list), timeout=60)
+                                 "podSelector)", restart_list), timeout=60, kind="fix")
     return [set_step, list_step]
 
 

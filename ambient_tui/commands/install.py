@@ -12,13 +12,12 @@ import sys
 
 from ambient_tui.checks.model import FAIL, PASS, SKIP, WARN
 from ambient_tui.commands import access_args
+from ambient_tui.commands.common import UsageError, plan_args, settings_from_args
 
 MARK = {PASS: "✔", WARN: "!", FAIL: "✘", SKIP: "-"}
 
 
 def register(sub) -> None:
-    from ambient_tui.cli import _plan_args
-
     p = sub.add_parser("preflight", help="check the cluster and tools before installing")
     p.add_argument("--json", action="store_true", help='print {"checks": [...]}')
     p.add_argument("--istio-version", metavar="X.Y.Z")
@@ -27,7 +26,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_preflight)
 
     p = sub.add_parser("install", help="preflight, then install Istio ambient")
-    _plan_args(p)
+    plan_args(p)
     access_args(p)
     p.add_argument("--yes", action="store_true", help="do not ask before running the plan")
     p.add_argument("--dry-run", action="store_true", help="show what would run; change nothing")
@@ -35,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="install even when a preflight check fails")
     p.add_argument("--fix", action="store_true",
                    help="run the offered fixes (VPC CNI enforcing mode) as the plan's first phase")
+    p.add_argument("--upgrade-gateway-api", action="store_true",
+                   help="agree to upgrade installed Gateway API CRDs that are older than the release "
+                        "needs (in their own channel)")
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("status", help="Istio releases, readiness and enrolled namespaces")
@@ -44,11 +46,10 @@ def register(sub) -> None:
 
 
 def _settings_from(args):
-    from ambient_tui.cli import UsageError, _settings
     from ambient_tui.settings import Settings
 
     if hasattr(args, "values"):
-        s = _settings(args)
+        s = settings_from_args(args)
     else:
         s = Settings(istio_version=args.istio_version, method=args.method)
     s.context = args.context
@@ -63,7 +64,6 @@ def _settings_from(args):
 def _context(args, settings):
     from ambient_tui.catalog import UnknownVersion
     from ambient_tui.checks.model import CheckContext
-    from ambient_tui.cli import UsageError
 
     try:
         return CheckContext(settings, kubeconfig=args.kubeconfig, context=args.context)
@@ -99,36 +99,6 @@ def cmd_preflight(args) -> int:
     return 1 if any(c.status == FAIL for c in results) else 0
 
 
-def _chart_version(settings, chart: str, fallback: str) -> str:
-    """The version of a local chart folder, or the plan's version for a repository source."""
-    if settings.chart_source in ("blob", "oci", "gcs_legacy"):
-        return fallback
-    import yaml
-    from ambient_tui.plans.install import COMPONENTS
-    chart_dir = next((c[2] for c in COMPONENTS if c[1] == chart), chart)
-    for d in (os.path.join(settings.chart_source, chart), os.path.join(settings.chart_source, chart_dir)):
-        f = os.path.join(d, "Chart.yaml")
-        if os.path.isfile(f):
-            return str(yaml.safe_load(open(f)).get("version", fallback))
-    return fallback
-
-
-def already_installed(settings, releases: list[dict], version: str) -> list[str] | None:
-    """Names of the wanted releases when all are deployed at the wanted chart version, else None."""
-    from ambient_tui.plans.install import COMPONENTS
-
-    if settings.values or settings.method != "helm":
-        return None
-    want = [c for c in COMPONENTS if c[0] != "istio-ingress" or settings.gateway]
-    by_name = {r["name"]: r for r in releases}
-    for release, chart, _, _ in want:
-        r = by_name.get(release)
-        if not r or r["status"] != "deployed" or r["chart_version"].lstrip("v") != \
-                _chart_version(settings, chart, version).lstrip("v"):
-            return None
-    return [w[0] for w in want]
-
-
 def _printer(plan):
     titles = {s.id: s.title for s in plan.steps}
 
@@ -156,88 +126,41 @@ def _say(text: str, stream=None) -> None:
         pass
 
 
-def fix_steps_for(check, ctx, by_id) -> list:
-    """The enforcing-mode fix as steps when the vpc-cni check failed on strict mode.
-
-    Managed add-on: UpdateAddon; self-managed, or unknown without AWS access: the DaemonSet env
-    (shown in the plan, so a person with a managed add-on sees it is the DaemonSet path)."""
-    from ambient_tui.checks.vpc_cni import enforcing_mode_fix_steps
-
-    # A fix is offered only for strict mode with security groups for pods: a failure on
-    # releases without the branch-ENI probe fix, a warning (still worth fixing) on the others.
-    if check is None or check.status not in (FAIL, WARN) or not check.fix:
-        return []
-    eks = by_id.get("aws-eks")
-    eks_data = eks.data if eks is not None and eks.status == PASS else {}
-    managed = bool(check.data.get("managed"))
-    return enforcing_mode_fix_steps(ctx.client(), managed, eks_data.get("cluster"), eks_data.get("region"))
-
-
 def cmd_install(args) -> int:
     from ambient_tui.engine.journal import Journal, JournalError, JournalRead, journal_path
-    from ambient_tui.engine.plan import Phase
     from ambient_tui.engine.runbook import to_markdown
     from ambient_tui.engine.runner import Runner
-    from ambient_tui.plans import repair
-    from ambient_tui.plans.install import build_install_plan, pin_context
+    from ambient_tui.plans.install_session import InstallSession, kube_context_of
 
     settings = _settings_from(args)
     ctx, results = run_preflight(args, settings)
-    by_id = {c.id: c for c in results}
-    access = by_id.get("cluster-access")
-    kube_context = access.data.get("context") if access and access.status == PASS else None
+    kube_context = kube_context_of(results)
     cluster = kube_context or args.context or "default"
-
-    # A run the terminal dropped: say what it was doing, and unstick what helm left pending.
     previous = Journal.read(journal_path(cluster))
-    interrupted = repair.interrupted_steps(previous)
-    for s in interrupted:
-        _say(f"! the last run was interrupted: {s.describe()}")
-    existing = by_id.get("existing-istio")
-    releases = (existing.data.get("releases") if existing else None) or []
-    repairs = []
-    if kube_context and releases:
-        try:
-            histories = repair.stuck_releases(releases, None, args.kubeconfig, kube_context)
-            repairs = repair.find_repairs(previous, releases, histories)
-        except Exception as e:  # noqa: BLE001 - then the existing-istio failure stands
-            _say(f"! could not read helm history to plan a repair: {e}", sys.stderr)
-    for r in repairs:
-        _say(f"! {r.describe()}")
-
-    fixed: set[str] = set()
-    fix_steps = []
-    vpc = by_id.get("vpc-cni")
-    if getattr(args, "fix", False) and vpc is not None:
-        try:
-            fix_steps = fix_steps_for(vpc, ctx, by_id)
-        except Exception as e:  # noqa: BLE001
-            print(f"ambient-tui: cannot build the vpc-cni fix: {e}", file=sys.stderr)
-            return 1
-        if fix_steps:
-            fixed.add("vpc-cni")
-    failed = repair.blocking(results, fixed, repairs, releases)
-    if failed and not args.force:
-        hint = ""
-        if vpc is not None and vpc in failed and vpc.fix:
-            hint = " The vpc-cni fix can run as the first step of the install: pass --fix."
-        print(f"ambient-tui: preflight failed ({', '.join(c.id for c in failed)}); nothing was "
+    session = InstallSession(settings, ctx.catalog, args.kubeconfig, kube_context, kube_factory=ctx.client)
+    try:
+        outcome = session.decide(results, journal=previous, fix=args.fix, force=args.force, resume=args.resume,
+                                 upgrade_gateway_api=args.upgrade_gateway_api)
+    except Exception as e:  # noqa: BLE001 - e.g. the fix cannot read aws-node
+        print(f"ambient-tui: cannot plan the install: {e}", file=sys.stderr)
+        return 1
+    for d in outcome.decisions:
+        _say(f"{'!' if d.kind in ('interrupted', 'repair', 'refuse') else '·'} {d.line()}")
+    refusal = session.refusal(outcome)
+    if refusal:
+        print(f"ambient-tui: refused: {refusal}", file=sys.stderr)
+        return 1
+    if outcome.blocking:
+        vpc = next((c for c in outcome.blocking if c.id == "vpc-cni"), None)
+        hint = " The vpc-cni fix can run as the first step of the install: pass --fix." if vpc and vpc.fix else ""
+        print(f"ambient-tui: preflight failed ({', '.join(c.id for c in outcome.blocking)}); nothing was "
               f"installed. Fix the above, or pass --force to install anyway.{hint}", file=sys.stderr)
         return 1
-    gw = by_id.get("gateway-api")
-    settings.gateway_api_present = bool(gw and gw.data.get("present"))
-    done = already_installed(settings, releases, ctx.version)
-    if done and not args.resume and not repairs and not interrupted and not fix_steps:
-        print(f"already installed: Istio {ctx.version} ({', '.join(done)} deployed); nothing to change")
+    if outcome.already_installed:
+        print(f"already installed: Istio {ctx.version} ({', '.join(outcome.already_installed)} deployed); "
+              "nothing to change")
         return 0
-    plan = build_install_plan(settings, ctx.catalog)
-    first = []
-    if fix_steps:
-        first.append(Phase("fix-vpc-cni", "Fix: VPC CNI enforcing mode (standard)", fix_steps))
-    repair_phase = repair.repair_phase(repairs)
-    if repair_phase:
-        first.append(repair_phase)
-    plan.phases[:0] = first
+    plan = outcome.plan
     if not args.yes and not args.dry_run:
         sys.stdout.write(to_markdown(plan))
         sys.stdout.write("Run this plan? [y/N] ")
@@ -246,22 +169,17 @@ def cmd_install(args) -> int:
         if answer not in ("y", "yes"):
             print("not confirmed; nothing was changed")
             return 1
-    env = {}
-    kc = args.kubeconfig
-    if kc:
-        env["KUBECONFIG"] = kc
-    if kube_context:
-        pin_context(plan, kube_context)  # the checked context, not whatever is current later
+    env = {"KUBECONFIG": args.kubeconfig} if args.kubeconfig else None
     try:
         journal = Journal.for_cluster(cluster)
     except JournalError as e:
         print(f"ambient-tui: {e}", file=sys.stderr)
         return 2
-    runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env or None)
+    runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env)
     runner.subscribe(_printer(plan))
-    if interrupted and not args.dry_run:
+    if outcome.interrupted and not args.dry_run:
         # Continue the interrupted run: skip what it finished (only that run, not older ones).
-        run = interrupted[0].run
+        run = outcome.interrupted[0].run
         skipped = runner.resume_from(JournalRead([r for r in previous.records if r.get("run") == run]))
         if skipped:
             _say(f"continuing the interrupted run; already done: {', '.join(skipped)}")

@@ -128,9 +128,7 @@ def scope_for(opts: PodsOptions, mesh: Callable[..., set[str]] | None = None) ->
 
 
 def _default_launch(provider: Any, title: str) -> int:
-    from ambient_tui.cli import start_pods_ui  # cli.py is the only engine module that may import the UI
-
-    return int(start_pods_ui(provider, title=title) or 0)
+    raise RuntimeError("the pods UI is started by cli.py (its parser sets `launch`); nothing launched it")
 
 
 def run(args: argparse.Namespace, err: TextIO | None = None,
@@ -148,7 +146,7 @@ def run(args: argparse.Namespace, err: TextIO | None = None,
     scope = scope_for(opts, mesh)
     watcher = PodWatcher(namespaces=scope, kubeconfig=opts.kubeconfig, context=opts.context)
     title = f"pods · context: {opts.context}"
-    launch = launch or _default_launch
+    launch = launch or getattr(args, "launch", None) or _default_launch
     profile_to = os.environ.get(PROFILE_ENV)
     watcher.start()
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,25 +160,27 @@ def api_client(kubeconfig: str | None = None, context: str | None = None):
 
 
 def _kube_flags(kubeconfig: str | None, context: str | None, tool: str) -> list[str]:
+    if tool == "helm":
+        from ambient_tui.tools.helm import target_flags
+
+        return target_flags(kubeconfig, context)
     out = []
     if kubeconfig:
         out += ["--kubeconfig", kubeconfig]
     if context:
-        out += ["--kube-context" if tool == "helm" else "--context", context]
+        out += ["--context", context]
     return out
 
 
 def _helm(args: list[str], helm: str, env: dict | None) -> str:
+    from ambient_tui.tools import helm as helm_tool
+
     try:
-        proc = subprocess.run([helm, *args], capture_output=True, text=True, timeout=120, env=env)
-    except FileNotFoundError:
-        raise DiscoveryError(f"{helm} is not installed or not on PATH; it is needed to list "
-                             "the Istio releases") from None
-    except subprocess.TimeoutExpired:
-        raise DiscoveryError(f"`helm {' '.join(args)}` did not answer within 120s") from None
-    if proc.returncode != 0:
-        raise DiscoveryError(f"`helm {' '.join(args)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc.stdout
+        # env is the whole environment here (as subprocess takes it); the wrapper merges.
+        return helm_tool.run(args, env, timeout=120, helm=helm)
+    except helm_tool.HelmError as e:
+        raise DiscoveryError(f"{e}; it is needed to list the Istio releases"
+                             if "not found" in str(e) else str(e)) from None
 
 
 def split_chart(chart: str) -> tuple[str, str]:
