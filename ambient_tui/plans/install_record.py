@@ -74,6 +74,24 @@ def update(kube, **fields) -> dict:
     return current
 
 
+def delete(kube) -> None:
+    from ambient_tui.cluster.client import ClusterAccessError
+
+    try:
+        kube.call(f"deleting configmap {NAMESPACE}/{NAME}", _core(kube).delete_namespaced_config_map, NAME, NAMESPACE)
+    except ClusterAccessError as e:
+        if e.kind != "not-found":
+            raise
+
+
+def record_cni_change(kube, data: dict | None) -> None:
+    """The fix step records what it changed (data), the revert clears it (None). A second fix
+    keeps the first one's record: that is the value to go back to."""
+    if data is not None and read(kube).get("vpc-cni"):
+        return
+    update(kube, **{"vpc-cni": data})
+
+
 def _exists(kube) -> bool:
     from ambient_tui.cluster.client import ClusterAccessError
 
