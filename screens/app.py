@@ -77,6 +77,17 @@ class AmbientApp(App):
     def get_default_screen(self) -> Screen:
         return MainScreen(self.plan, self.runner, namespace=self.namespace)
 
+    def show_error(self, exc: BaseException, title: str = "Error") -> None:
+        """The TUI's one handler for errors (cli.main is the CLI's): an AmbientError shows its
+        cause and its next step; anything else its first line."""
+        from ambient_tui.errors import AmbientError
+
+        if isinstance(exc, AmbientError):
+            text = exc.cause + (f"\n→ {exc.next_step}" if exc.next_step else "")
+        else:
+            text = (str(exc).splitlines() or [type(exc).__name__])[0]
+        self.notify(text, title=title, severity="error", markup=False, timeout=15)
+
     def on_mount(self) -> None:
         self.load_user_keymap()
         if os.environ.get(BENCH_EXIT_ENV):

@@ -403,7 +403,7 @@ class MainScreen(BufferedOutput, Screen):
             outcome = await asyncio.to_thread(session.decide, results, journal=previous, fix=self._fix_wanted,
                                               upgrade_gateway_api=True)
         except Exception as exc:  # e.g. aws-node unreadable for the fix: shown, never a crash
-            self.notify(f"Cannot plan the install: {exc}", severity="error", markup=False)
+            self.app.show_error(exc, title="Cannot plan the install")
             return
         self.outcome = outcome
         new = outcome.plan
