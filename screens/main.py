@@ -408,6 +408,11 @@ class MainScreen(BufferedOutput, Screen):
         self.outcome = outcome
         new = outcome.plan
         self.plan.title, self.plan.meta, self.plan.notes = new.title, new.meta, new.notes
+        # Steps that ran (or were resumed, skipped) keep their state in the new plan.
+        kept = {st.id: (st.state, st.skip_reason) for st in self.plan.steps if st.state is not StepState.PENDING}
+        for st in new.steps:
+            if st.id in kept:
+                st.state, st.skip_reason = kept[st.id]
         self.plan.phases[:] = new.phases  # the runner holds this Plan object
         self.query_one("#plan-title", Label).update(Text(self.plan.title, style="bold", no_wrap=True,
                                                          overflow="ellipsis"))

@@ -327,7 +327,9 @@ def gateway_api_ownership(crds) -> dict:
     helm = sorted({f"{(c.metadata.annotations or {}).get('meta.helm.sh/release-namespace', '?')}/"
                    f"{(c.metadata.annotations or {})['meta.helm.sh/release-name']}"
                    for c in mine if "meta.helm.sh/release-name" in (c.metadata.annotations or {})})
-    managers = sorted({m.get("manager", "?") for c in mine for m in (c.metadata.managed_fields or [])})
+    # Who wrote the spec (the API server's own status writes do not make an owner).
+    managers = sorted({m.get("manager", "?") for c in mine for m in (c.metadata.managed_fields or [])
+                       if m.get("subresource") != "status"})
     ours = sorted(c.metadata.name for c in mine if (c.metadata.labels or {}).get(MANAGED_BY) == TOOL)
     channels = sorted({(c.metadata.annotations or {}).get("gateway.networking.k8s.io/channel", "unknown")
                        for c in mine})

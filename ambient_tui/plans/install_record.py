@@ -5,8 +5,8 @@ Gateway API CRDs it created (never on ones that were there before).
 An uninstall from any machine reads it, so it finds the same things with or without a
 journal; the journal stays the audit trail.
 
-ConfigMap data (JSON strings): releases (["ns/name"]), gateway-api-crds (CRD names it
-created), vpc-cni (the enforcing-mode change: previous values, where), istio-version.
+ConfigMap data (JSON strings): releases (["ns/name"]), gateway-api-crds ({name: uid} of the
+CRDs it created), vpc-cni (the enforcing-mode change: previous values, where), istio-version.
 """
 
 from __future__ import annotations
@@ -104,8 +104,10 @@ def _exists(kube) -> bool:
         raise
 
 
-def gateway_api_crds(kube) -> list[str]:
-    return sorted(c.metadata.name for c in kube.list_crds() if c.metadata.name.endswith(GATEWAY_API_SUFFIXES))
+def gateway_api_crds(kube) -> dict[str, str]:
+    """name -> uid of the Gateway API CRDs now."""
+    return {c.metadata.name: c.metadata.uid for c in kube.list_crds()
+            if c.metadata.name.endswith(GATEWAY_API_SUFFIXES)}
 
 
 def label_crds(kube, names: list[str]) -> None:
@@ -125,10 +127,13 @@ def record_step(kube_factory, releases: list[str], existing_crds: tuple[str, ...
 
     def func() -> list[str]:
         kube = kube_factory()
-        created = [n for n in gateway_api_crds(kube) if n not in before] if applies_gateway_api else []
+        now = gateway_api_crds(kube) if applies_gateway_api else {}
+        created = sorted(n for n in now if n not in before)
         label_crds(kube, created)
         rec = read(kube)
-        mine = sorted(set(rec.get("gateway-api-crds") or []) | set(created))
+        # By uid: a CRD deleted and created again by someone else is not this tool's.
+        mine = {**(rec.get("gateway-api-crds") if isinstance(rec.get("gateway-api-crds"), dict) else {}),
+                **{n: now[n] for n in created}}
         update(kube, releases=sorted(set(rec.get("releases") or []) | set(releases)),
                **{"gateway-api-crds": mine, "istio-version": version})
         lines = [f"labelled {MANAGED_BY}={TOOL}: {n}" for n in created]

@@ -393,9 +393,10 @@ def discover(kubeconfig: str | None = None, context: str | None = None, helm: st
     # Ownership from the cluster, not from this machine's journal: the same list from anywhere.
     record = read_record(core)
     d.install_record = bool(record)
-    named = set(record.get("gateway-api-crds") or [])
+    named = record.get("gateway-api-crds") if isinstance(record.get("gateway-api-crds"), dict) else {}
     d.gateway_api_owned = sorted(c.metadata.name for c in gw_crds
-                                 if (c.metadata.labels or {}).get(MANAGED_BY) == TOOL or c.metadata.name in named)
+                                 if (c.metadata.labels or {}).get(MANAGED_BY) == TOOL
+                                 or named.get(c.metadata.name) == c.metadata.uid)
     records = journal_records(journal_path)
     d.cni_change = unreverted_change(records) or _recorded_cni_change(record)
     adm = client.AdmissionregistrationV1Api(api)

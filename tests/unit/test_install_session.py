@@ -100,3 +100,25 @@ def test_values_diff_names_what_is_kept_and_what_is_set():
     assert line == ("upgrade keeps its values: global.hub, meshConfig.accessLogFile; "
                     "sets profile=ambient (was unset)")
     assert values_diff({"profile": "ambient"}, ["profile=ambient"]) == "upgrade no values of its own to keep"
+
+
+def test_gateway_api_ownership_reads_annotations_managers_labels_and_helm():
+    from ambient_tui.checks.core import gateway_api_ownership
+    from ambient_tui.cluster.raw import wrap
+
+    def crd(name, labels=None, annotations=None, managers=()):
+        return wrap({"metadata": {"name": name, "labels": labels, "annotations": {
+            "gateway.networking.k8s.io/bundle-version": "v1.2.0",
+            "gateway.networking.k8s.io/channel": "standard", **(annotations or {})},
+            "managedFields": [{"manager": m, **({"subresource": "status"} if m == "kube-apiserver" else {})}
+                              for m in managers]}})
+    foreign = gateway_api_ownership([crd("gateways.gateway.networking.k8s.io", managers=("flux", "kube-apiserver")),
+                                     crd("widgets.example.com")])
+    assert foreign["names"] == ["gateways.gateway.networking.k8s.io"]
+    assert (foreign["version"], foreign["channel"], foreign["owner"]) == ("v1.2.0", "standard", "field managers flux")
+    helm = gateway_api_ownership([crd("gateways.gateway.networking.k8s.io", annotations={
+        "meta.helm.sh/release-name": "gw", "meta.helm.sh/release-namespace": "infra"})])
+    assert helm["owner"] == "Helm release infra/gw"
+    ours = gateway_api_ownership([crd("gateways.gateway.networking.k8s.io",
+                                      labels={"app.kubernetes.io/managed-by": "ambient-tui"})])
+    assert ours["owner"] == "ambient-tui" and ours["ours"] == ["gateways.gateway.networking.k8s.io"]
