@@ -152,7 +152,8 @@ def cmd_install(args) -> int:
         return 1
     if outcome.blocking:
         vpc = next((c for c in outcome.blocking if c.id == "vpc-cni"), None)
-        hint = " The vpc-cni fix can run as the first step of the install: pass --fix." if vpc and vpc.fix else ""
+        hint = (" The vpc-cni fix can run as the first step of the install: pass --fix."
+                if vpc and vpc.fix and not args.fix else "")
         print(f"ambient-tui: preflight failed ({', '.join(c.id for c in outcome.blocking)}); nothing was "
               f"installed. Fix the above, or pass --force to install anyway.{hint}", file=sys.stderr)
         return 1

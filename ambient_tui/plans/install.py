@@ -228,9 +228,11 @@ def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None,
 def pin_context(plan: Plan, kube_context: str) -> None:
     """helm and kubectl follow the kubeconfig's current-context, which can change under a long
     run; pin every step to the chosen one."""
+    from ambient_tui.tools.helm import target_flags
+
     for s in plan.steps:
         if s.argv and s.argv[0] == "helm":
-            s.argv += ["--kube-context", kube_context]
+            s.argv += target_flags(None, kube_context)
         elif s.argv and s.argv[0] in ("kubectl", "istioctl"):
             s.argv[1:1] = ["--context", kube_context]
 

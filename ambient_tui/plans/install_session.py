@@ -34,6 +34,8 @@ class Decision:
     needs_consent: bool = False
 
     def line(self) -> str:
+        if self.kind == INTERRUPTED:
+            return f"the last run was interrupted: {self.reason}"
         return f"{self.kind} {self.subject}: {self.reason}"
 
 
