@@ -304,11 +304,11 @@ def enforcing_mode_fix_steps(kube, managed: bool, cluster: str | None = None,
             before_cfg = addon.get("configurationValues") or ""
             running = env_of(kube.get_daemonset("kube-system", "aws-node"))
             cfg = eks.addon_config(addon)
+            keys = sorted(set(cfg.get("env") or {}) | {MODE_VAR})  # what the add-on can roll out
             env = {k: v for k, v in (cfg.get("env") or {}).items() if k == MODE_VAR or running.get(k) == str(v)}
             dropped = sorted(set(cfg.get("env") or {}) - set(env))
             env[MODE_VAR] = "standard"
             cfg["env"] = env
-            keys = sorted(set(cfg.get("env") or {}) | {MODE_VAR})
             change = EnforcingModeChange(previous, True, cluster, region, addon_config=before_cfg,
                                          ds_env=json.dumps({k: running.get(k) for k in keys}, sort_keys=True))
             lines = _record(kube, change) + [eks.put_vpc_cni_config(cluster, region, cfg)]

@@ -122,3 +122,31 @@ def test_gateway_api_ownership_reads_annotations_managers_labels_and_helm():
     ours = gateway_api_ownership([crd("gateways.gateway.networking.k8s.io",
                                       labels={"app.kubernetes.io/managed-by": "ambient-tui"})])
     assert ours["owner"] == "ambient-tui" and ours["ours"] == ["gateways.gateway.networking.k8s.io"]
+
+
+def test_managed_fix_changes_only_the_mode_and_records_what_was_in_force(monkeypatch):
+    """The add-on's configurationValues say ENABLE_POD_ENI=false while aws-node runs with true:
+    UpdateAddon must not write it back; the record keeps both as they were. (The EKS calls are
+    replaced here; the cluster tier runs them against the loopback add-on server.)"""
+    import json
+
+    from ambient_tui.aws import eks
+    from ambient_tui.checks import vpc_cni
+
+    mode = vpc_cni.MODE_VAR
+    cfg_text = json.dumps({"env": {"ENABLE_POD_ENI": "false", mode: "standard"}})
+    sent = []
+    monkeypatch.setattr(eks, "describe_vpc_cni_addon", lambda c, r: {"configurationValues": cfg_text})
+    monkeypatch.setattr(eks, "put_vpc_cni_config", lambda c, r, cfg: sent.append(cfg) or "UpdateAddon ok")
+
+    class Kube:
+        def get_daemonset(self, ns, name):
+            return {"spec": {"template": {"spec": {"containers": [{"name": "aws-node", "env": [
+                {"name": "ENABLE_POD_ENI", "value": "true"}, {"name": mode, "value": "strict"}]}]}}}}
+
+    out = vpc_cni.enforcing_mode_fix_steps(Kube(), True, "prod", "eu-west-1")[0].api.func()
+    assert sent == [{"env": {mode: "standard"}}]
+    assert any("left to what aws-node runs with" in line and "ENABLE_POD_ENI=true" in line for line in out)
+    change = vpc_cni.parse_record(out)
+    assert change.previous == "strict" and change.addon_config == cfg_text
+    assert json.loads(change.ds_env) == {"ENABLE_POD_ENI": "true", mode: "strict"}
