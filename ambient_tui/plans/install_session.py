@@ -211,7 +211,9 @@ class InstallSession:
         reuse, notes, out = set(), {}, []
         for r in releases:
             comp = want.get(r["name"])
-            if comp is None or r["status"] not in ("deployed", "failed", "superseded"):
+            # Only a working release carries values someone chose: one left failed or pending
+            # by an interrupted run gets exactly what this run asks for, as helm would give it.
+            if comp is None or r["status"] != "deployed":
                 continue
             try:
                 current = helm.release_values(r["name"], r["namespace"], self.env, self.kubeconfig, self.kube_context)
