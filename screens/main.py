@@ -388,11 +388,13 @@ class MainScreen(BufferedOutput, Screen):
         Nothing runs until `r`, as with every other step."""
         from ambient_tui.engine.journal import Journal, JournalRead
 
-        session = getattr(self.app, "install_session", None)
-        if session is None or self.running or not results:
+        if self.running:
             return
         journal = getattr(self.runner, "journal", None)
         previous = await asyncio.to_thread(Journal.read, journal.path) if journal is not None else JournalRead()
+        session = getattr(self.app, "install_session", None)
+        if session is None or not results:  # a plan given as it is (tests, a runbook)
+            return
         if session.kube_context is None:  # pin the context preflight checked, as `install` does
             from ambient_tui.plans.install_session import kube_context_of
 
