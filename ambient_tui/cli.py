@@ -12,43 +12,10 @@ import sys
 from ambient_tui import __version__
 
 
-class UsageError(Exception):
-    """Bad input: one line of cause and next step, exit 2."""
-
-
-def _plan_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--istio-version", metavar="X.Y.Z", help="default: newest supported release in the catalogue")
-    p.add_argument("--method", choices=["helm", "istioctl"], default="helm")
-    p.add_argument("--gateway", action="store_true", help="also install the ingress gateway")
-    p.add_argument("--charts", metavar="DIR", help="install from local chart folders (air-gapped)")
-    p.add_argument("--chart-source", choices=["blob", "oci"], default="blob")
-    p.add_argument("--gateway-api-file", metavar="PATH", help="Gateway API CRDs from a local file or folder")
-    p.add_argument("--values", metavar="COMPONENT=FILE", action="append", default=[],
-                   help="values file for base, istiod, cni, ztunnel or gateway")
-    p.add_argument("--enroll", metavar="NS[,NS...]", default="", help="namespaces to enrol")
-
-
-def _settings(args):
-    from ambient_tui.plans.install import COMPONENT_KEYS
-    from ambient_tui.settings import Settings
-
-    values = {}
-    for item in args.values:
-        comp, sep, path = item.partition("=")
-        if not sep or comp not in COMPONENT_KEYS:
-            raise UsageError(f"--values {item!r}: use COMPONENT=FILE with COMPONENT one of "
-                             f"{', '.join(COMPONENT_KEYS)}")
-        values[comp] = path
-    settings = Settings(istio_version=args.istio_version, method=args.method, gateway=args.gateway,
-                        chart_source=args.charts or args.chart_source, values=values,
-                        gateway_api_file=args.gateway_api_file,
-                        enroll=[n for n in args.enroll.split(",") if n])
-    from ambient_tui.validate import InvalidInput, check_settings
-
-    try:  # every input, before anything changes (plan, install, --dry-run, the TUI)
-        return check_settings(settings)
-    except InvalidInput as e:
-        raise UsageError(str(e)) from None
+# Shared with the subcommands (commands/ never imports this module).
+from ambient_tui.commands.common import UsageError, plan_args as _plan_args  # noqa: E402
+from ambient_tui.commands.common import settings_from_args as _settings  # noqa: E402
+from ambient_tui.errors import AmbientError  # noqa: E402
 
 
 def _build_plan(args):
@@ -107,10 +74,11 @@ def _use_sandbox(args) -> int:
 def cmd_tui(args) -> int:
     if args.sandbox and _use_sandbox(args) != 0:
         return 1
-    plan = _build_plan(args)
+    from ambient_tui import catalog
+    from ambient_tui.plans.install_session import InstallSession
+
     settings = _settings(args)
-    from ambient_tui.cluster.client import ClusterAccessError
-    from ambient_tui.cluster.target import pin_steps
+    from ambient_tui.cluster.client import ClusterAccessError, load_client
     from ambient_tui.commands import target_from_args
 
     try:
@@ -120,14 +88,17 @@ def cmd_tui(args) -> int:
     except ClusterAccessError as e:
         raise UsageError(e.message) from None
     settings.context = target.context
-    pin_steps(plan.steps, target)  # every tool the plan runs talks to the pinned cluster
+    try:
+        session = InstallSession(settings, cluster_target=target)
+    except catalog.UnknownVersion as e:
+        raise UsageError(str(e)) from None
+    plan = session.initial_plan()  # what preflight's decisions then replace (the same session as `install`)
     from ambient_tui.checks.model import CheckContext
     from screens.app import run_app  # the UI, imported only to start it
 
-    from ambient_tui.cluster.client import load_client
-
     return run_app(plan, target=target, istio_version=plan.meta["istio_version"],
-                   mouse=not args.no_mouse, lock_client=lambda: load_client(target=target),
+                   mouse=not args.no_mouse, install_session=session,
+                   lock_client=lambda: load_client(target=target),
                    check_context_factory=lambda: CheckContext(settings, target=target)) or 0
 
 
@@ -139,14 +110,9 @@ def start_pods_ui(provider, *, title: str = "ambient-tui pods", mouse: bool = Tr
 
 
 def current_context(kubeconfig: str | None = None) -> str:
-    """The merged kubeconfig's current context ("" when there is none or it cannot be read)."""
-    from ambient_tui.cluster.client import ClusterAccessError
-    from ambient_tui.cluster.target import resolve
+    from ambient_tui.cluster.target import current_context as current
 
-    try:
-        return resolve(kubeconfig).context
-    except ClusterAccessError:
-        return ""
+    return current(kubeconfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,22 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
     from ambient_tui.sandbox import commands as sandbox_cmd
     for module in (install_cmd, uninstall_cmd, unlock_cmd, netpol_cmd, pods_cmd, sandbox_cmd, mesh_cmd):
         module.register(sub)
+    # commands/ never imports this module: the pods UI's start is handed to it.
+    sub.choices["pods"].set_defaults(launch=lambda provider, title: start_pods_ui(provider, title=title))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ambient_tui.commands import ReadOnly
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UsageError as e:
-        print(f"ambient-tui: {e}", file=sys.stderr)
-        return 2
-    except ReadOnly as e:
-        print(f"ambient-tui: {e}", file=sys.stderr)
-        return 2
+    except AmbientError as e:  # the one handler: cause and next step on one line
+        print(f"ambient-tui: {e.line()}", file=sys.stderr)
+        return e.code
     except KeyboardInterrupt:
         print("ambient-tui: interrupted", file=sys.stderr)
         return 130

@@ -15,6 +15,5 @@ class Settings:
     chart_source: str = "blob"  # blob | oci | a local charts directory
     values: dict[str, str] = field(default_factory=dict)  # component -> values file
     gateway_api_file: str | None = None  # local file or folder for air-gapped clusters
-    gateway_api_present: bool = False  # from preflight: skip the CRD step when True
     enroll: list[str] = field(default_factory=list)
     context: str | None = None

@@ -47,6 +47,7 @@ class AmbientApp(App):
                  namespace: str = "default", kubeconfig: str | None = None,
                  kube_context: str | None = None,
                  check_context_factory: Callable[[], Any] | None = None,
+                 install_session: Any = None,
                  preflight_checks: list | None = None, pods_provider: Any = None,
                  workloads_provider: Any = None, helm_provider: Any = None,
                  target: Any = None, read_only: bool = False,
@@ -64,6 +65,9 @@ class AmbientApp(App):
         self.read_only = bool(read_only or getattr(target, "read_only", False))
         # Called in a thread when the main screen mounts; None: preflight is not run.
         self.check_context_factory = check_context_factory
+        # plans.install_session.InstallSession: after preflight it decides the plan (None: the
+        # given plan is run as it is, e.g. in tests).
+        self.install_session = install_session
         self.preflight_checks = preflight_checks  # None: every check (checks.core.ALL)
         self.pods_provider, self.workloads_provider = pods_provider, workloads_provider
         self.helm_provider = helm_provider
@@ -102,6 +106,17 @@ class AmbientApp(App):
 
     def get_default_screen(self) -> Screen:
         return MainScreen(self.plan, self.runner, namespace=self.namespace)
+
+    def show_error(self, exc: BaseException, title: str = "Error") -> None:
+        """The TUI's one handler for errors (cli.main is the CLI's): an AmbientError shows its
+        cause and its next step; anything else its first line."""
+        from ambient_tui.errors import AmbientError
+
+        if isinstance(exc, AmbientError):
+            text = exc.cause + (f"\n→ {exc.next_step}" if exc.next_step else "")
+        else:
+            text = (str(exc).splitlines() or [type(exc).__name__])[0]
+        self.notify(text, title=title, severity="error", markup=False, timeout=15)
 
     def on_mount(self) -> None:
         self.load_user_keymap()

@@ -38,11 +38,11 @@ from screens.widgets import (MAX_OUTPUT_LINES, BufferedOutput, OutputBuffers, Ou
 FLUSH_INTERVAL = 1 / 20
 
 
-def workloads_for_step(step_id: str) -> tuple[str, ...]:
+def workloads_for_step(step) -> tuple[str, ...]:
     # Imported on first use: the watch modules stay out of start-up.
     from ambient_tui.watch.workloads import workloads_for_step as lookup
 
-    return lookup(step_id)
+    return lookup(step)
 SKIP_REASON = "skipped by user"
 
 # (binding id, action, description): the one list behind the bindings, help and palette.
@@ -117,8 +117,11 @@ class MainScreen(BufferedOutput, Screen):
         self._check_ctx: Any = None
         self.preflight_done = False
         self._failures_acknowledged = False
-        self._repairs: list[Any] = []   # stuck releases an interrupted run left (plans/repair)
-        self._repairs_checked = False
+        self.outcome: Any = None  # the install session's decisions and plan (plans/install_session)
+        self._fix_wanted = False  # `f`: the session adds the preflight fix as the first phase
+        self._resumed = False
+        self._damage_said = False  # the journal's damaged lines are reported once
+        self._consented = False  # the person agreed to the changes that ask first (CRD upgrade)
 
     # ------------------------------------------------------------------ layout
 
@@ -156,9 +159,13 @@ class MainScreen(BufferedOutput, Screen):
         if event.kind is EventKind.OUTPUT:
             self._buffer(step_id, event.line)
             return
+        try:
+            step = self.plan.step(step_id)
+        except KeyError:
+            step = None
         if event.kind is EventKind.STARTED:
             self._started_at[step_id] = self._now()
-            if workloads_for_step(step_id):
+            if workloads_for_step(step):
                 self._ensure_workloads()
             self.buffers.clear(step_id)
             if step_id == self._shown_step:
@@ -168,7 +175,7 @@ class MainScreen(BufferedOutput, Screen):
             self._buffer(step_id, step_end_note(event))
             if event.kind is EventKind.FAILED:
                 self._notices.append((step_id, event.message or "failed"))
-            elif step_id.startswith("enroll-"):
+            elif step is not None and step.kind == "enroll":
                 self._rescope_pods = True  # a newly enrolled namespace joins the pods pane
         if event.state:
             try:
@@ -176,10 +183,6 @@ class MainScreen(BufferedOutput, Screen):
             except ValueError:
                 state = None
             if state is not None:
-                try:
-                    step = self.plan.step(step_id)
-                except KeyError:
-                    step = None
                 if step is not None and step.state is not state:
                     step.state = state
         self._dirty.add(step_id)
@@ -254,6 +257,8 @@ class MainScreen(BufferedOutput, Screen):
             text.append(f" {step.skip_reason}", style="dim")
         text.append("\n$ ", style="dim")
         text.append(step.command)
+        if step.note:  # e.g. an upgrade's values diff, a CRD owner: seen before anything runs
+            text.append(f"\n{step.note}", style="italic")
         info.update(text)
 
     def _title_of(self, step_id: str) -> str:
@@ -272,7 +277,7 @@ class MainScreen(BufferedOutput, Screen):
         """A running step's second line: its workloads' counts (if it waits for any), elapsed."""
         if step.state is not StepState.RUNNING:
             return ""
-        names = workloads_for_step(step.id)
+        names = workloads_for_step(step)
         elapsed = self._elapsed(step.id)
         if not names or self.workloads is None:
             return elapsed
@@ -382,45 +387,57 @@ class MainScreen(BufferedOutput, Screen):
             pane.set_message(f"preflight could not run: {exc}", clear=True)
         finally:
             self.preflight_done = True
-        if not self._repairs_checked and "existing-istio" in pane.results:
-            self._repairs_checked = True
-            await self._offer_repairs(pane.results["existing-istio"])
+        await self._replan(list(pane.results.values()))
 
-    async def _offer_repairs(self, existing) -> None:
-        """After a dropped terminal: say which step the last run left unfinished, put the repair
-        of the releases it left stuck first in the plan, and continue that run (its finished
-        steps stay done). Nothing runs until `r`, as with every other step."""
-        from ambient_tui.engine.journal import Journal
-        from ambient_tui.plans import repair, resume
+    async def _replan(self, results: list) -> None:
+        """The plan for this cluster, from the install session the headless `install` uses:
+        the decisions (fresh, upgrade, repair, CRDs, fixes, refusals) and the plan they make.
+        Nothing runs until `r`, as with every other step."""
+        from ambient_tui.engine.journal import Journal, JournalRead
+        from ambient_tui.plans import resume
 
+        if self.running:
+            return
         journal = getattr(self.runner, "journal", None)
-        if journal is None or self.running:
+        previous = await asyncio.to_thread(Journal.read, journal.path) if journal is not None else JournalRead()
+        session = getattr(self.app, "install_session", None)
+        if session is None or not results:  # a plan given as it is (tests, a runbook)
             return
-        previous = await asyncio.to_thread(Journal.read, journal.path)
-        damage = previous.damage_report()
-        if damage:  # said once; the damaged lines are skipped, the rest of the journal counts
-            self.notify("\n".join(damage), title="Journal", severity="warning", markup=False, timeout=20)
-        interrupted = repair.interrupted_steps(previous)
-        releases = existing.data.get("releases") or []
-        app = self.app
-        histories: dict = {}
+        if not self._damage_said:
+            self._damage_said = True
+            damage = previous.damage_report()
+            if damage:  # said once; the damaged lines are skipped, the rest of the journal counts
+                self.notify("\n".join(damage), title="Journal", severity="warning", markup=False, timeout=20)
+        previous.records = resume.since_uninstall(previous.records)
+        if session.kube_context is None:  # pin the context preflight checked, as `install` does
+            from ambient_tui.plans.install_session import kube_context_of
+
+            session.kube_context = kube_context_of(results)
+        if self._check_ctx is not None and session.kube_factory is None:
+            session.kube_factory = self._check_ctx.client  # the checks' client: no new connection
         try:
-            histories = await asyncio.to_thread(
-                repair.stuck_releases, releases, getattr(self.runner, "env", None),
-                getattr(app, "kubeconfig", None), getattr(app, "kube_context", None))
-        except Exception as exc:  # then the existing-istio failure stands, and says why
-            self.notify(f"Could not read helm history to plan a repair: {exc}", severity="error",
-                        markup=False)
-        self._repairs = repair.find_repairs(previous, releases, histories)
-        if not interrupted and not self._repairs:
+            outcome = await asyncio.to_thread(session.decide, results, journal=previous, fix=self._fix_wanted,
+                                              upgrade_gateway_api=True)
+        except Exception as exc:  # e.g. aws-node unreadable for the fix: shown, never a crash
+            self.app.show_error(exc, title="Cannot plan the install")
             return
-        notes = [f"The last run was interrupted: {s.describe()}" for s in interrupted]
-        notes += [r.describe() for r in self._repairs]
-        phase = repair.repair_phase(self._repairs, getattr(app, "kube_context", None))
-        if phase is not None:
-            self.plan.phases.insert(0, phase)
-        if interrupted:
-            run = interrupted[0].run
+        self.outcome = outcome
+        new = outcome.plan
+        self.plan.title, self.plan.meta, self.plan.notes = new.title, new.meta, new.notes
+        # Steps that ran (or were resumed, skipped) keep their state in the new plan.
+        kept = {st.id: (st.state, st.skip_reason) for st in self.plan.steps if st.state is not StepState.PENDING}
+        for st in new.steps:
+            if st.id in kept:
+                st.state, st.skip_reason = kept[st.id]
+        self.plan.phases[:] = new.phases  # the runner holds this Plan object
+        self.query_one("#plan-title", Label).update(Text(self.plan.title, style="bold", no_wrap=True,
+                                                         overflow="ellipsis"))
+        notes = []
+        if outcome.interrupted and not self._resumed:
+            self._resumed = True
+            run = outcome.interrupted[0].run
+            existing = next((c for c in results if c.id == "existing-istio"), None)
+            releases = (existing.data.get("releases") if existing is not None else None) or []
             # Skipped only where the cluster still shows the step's effect (plans/resume.py).
             done, again = await asyncio.to_thread(resume.continue_run, self.plan, previous.records, run,
                                                   self._check_ctx, releases, journal)
@@ -428,18 +445,24 @@ class MainScreen(BufferedOutput, Screen):
             if done:
                 notes.append(f"Continuing that run; already done: {', '.join(done)}")
         checklist = self.query_one(StepChecklist)
-        first = phase.steps[0].id if phase is not None else next(
-            (s.id for s in self.plan.steps if s.state is StepState.PENDING), None)
+        first = next((s.id for s in self.plan.steps if s.state is StepState.PENDING), None)
         checklist.rebuild(select=first)
-        if first is not None:  # kept in the output pane, where the notice would vanish
+        for step in self.plan.steps[:1]:  # kept in the output pane, where a notice would vanish
+            self.buffers.clear(step.id)
+            for d in outcome.decisions:
+                self.buffers.append(step.id, f"{'!' if d.kind in ('interrupted', 'repair', 'refuse') else '·'} "
+                                             f"{d.line()}")
             for note in notes:
-                self.buffers.append(first, f"! {note}")
+                self.buffers.append(step.id, f"! {note}")
         self._shown_step = None
         self._show_step(checklist.selected_step_id)
         self._dirty.update(s.id for s in self.plan.steps)
         self._update_progress()
-        self.notify("\n".join(notes), title="Interrupted run", severity="warning", markup=False,
-                    timeout=30)
+        urgent = [d.line() for d in outcome.decisions if d.kind in ("interrupted", "repair")] + notes
+        if urgent:
+            self.notify("\n".join(urgent), title="Interrupted run", severity="warning", markup=False, timeout=30)
+        for d in outcome.refusals:
+            self.notify(d.reason, title="The install is refused", severity="error", markup=False, timeout=30)
 
 
     # ------------------------------------------------------------------ actions
@@ -470,17 +493,28 @@ class MainScreen(BufferedOutput, Screen):
     def action_run_plan(self) -> None:
         if self.zoomed:
             self.action_zoom()  # the checklist is the plan: show what runs
-        from ambient_tui.plans.repair import blocking
-
-        results = self.query_one(PreflightPane).results
-        existing = results.get("existing-istio")
-        fixed = {"vpc-cni"} if any(p.id == FIX_PHASE_ID for p in self.plan.phases) else set()
-        failing = [c.id for c in blocking(list(results.values()), fixed, self._repairs,
-                                          (existing.data.get("releases") if existing else None) or [])]
+        outcome = self.outcome
+        if outcome is not None and outcome.refusals:
+            self.notify("; ".join(d.reason for d in outcome.refusals), title="The install is refused",
+                        severity="error", markup=False, timeout=30)
+            return
+        if outcome is not None:
+            failing = [c.id for c in outcome.blocking]
+        else:  # a plan given without a session: a failure its fix phase covers does not count
+            fixed = {"vpc-cni"} if any(p.id == FIX_PHASE_ID for p in self.plan.phases) else set()
+            failing = [c.id for c in self.query_one(PreflightPane).results.values()
+                       if c.status == FAIL and c.id not in fixed]
         if failing and not self._failures_acknowledged and not self.running:
             self._failures_acknowledged = True
             self.notify(f"Preflight fails: {', '.join(failing)}. Add a fix (f) or press r again "
                         "to run anyway.", title="Preflight", severity="warning", markup=False)
+            return
+        asks = outcome.consents if outcome is not None else []
+        if asks and not self._consented and not self.running:
+            self._consented = True
+            self.notify("\n".join(d.reason for d in asks) + "\nPress r again to agree and run the plan.",
+                        title="This changes what you did not install", severity="warning", markup=False,
+                        timeout=30)
             return
         self._start(self.runner.run(), "run plan")
 
@@ -541,28 +575,35 @@ class MainScreen(BufferedOutput, Screen):
         if any(p.id == FIX_PHASE_ID for p in self.plan.phases):
             self.notify("The fix is already the plan's first phase.", severity="information")
             return
-        self.run_worker(self._add_fix(check, pane.fixable(check)), name="add fix",
-                        group="preflight", exit_on_error=False)
+        self.run_worker(self._add_fix(check), name="add fix", group="preflight", exit_on_error=False)
 
-    async def _add_fix(self, check, args: dict) -> None:
-        from ambient_tui.checks.vpc_cni import enforcing_mode_fix_steps
+    async def _add_fix(self, check) -> None:
+        """The session builds the plan again with the fix (as `install --fix` does). A plan
+        given without a session (tests, a runbook of local commands) gets the same steps."""
+        self._fix_wanted = True
+        results = self.query_one(PreflightPane).results
+        if getattr(self.app, "install_session", None) is not None:
+            await self._replan(list(results.values()))
+        else:
+            from ambient_tui.checks.vpc_cni import enforcing_mode_fix_steps, fix_target
 
-        def build():
-            kube = self._check_ctx.client()  # established by the checks: no new connection
-            return enforcing_mode_fix_steps(kube, args["managed"], args["cluster"], args["region"])
-
-        try:
-            steps = await asyncio.to_thread(build)
-        except Exception as exc:
-            self.notify(f"Cannot build the fix for {check.id}: {exc}", severity="error", markup=False)
+            target, why = fix_target(check, results)
+            try:
+                steps = await asyncio.to_thread(enforcing_mode_fix_steps, self._check_ctx.client(), **target)
+            except Exception as exc:
+                self.notify(f"Cannot build the fix for {check.id}: {exc}", severity="error", markup=False)
+                return
+            self.plan.phases.insert(0, Phase(FIX_PHASE_ID, f"Preflight fix: {check.title}", steps))
+        fix = next((p for p in self.plan.phases if p.id == FIX_PHASE_ID), None)
+        if fix is None:
+            self._fix_wanted = False
+            self.notify(f"Cannot build the fix for {check.id}.", severity="error", markup=False)
             return
-        self.plan.phases.insert(0, Phase(FIX_PHASE_ID, f"Preflight fix: {check.title}", steps))
-        checklist = self.query_one(StepChecklist)
-        checklist.rebuild(select=steps[0].id)
+        self.query_one(StepChecklist).rebuild(select=fix.steps[0].id)
         if self.zoomed:
             self.action_zoom()
         self._update_progress()
-        self.notify(f"Added {len(steps)} steps as the plan's first phase; they run with the plan (r).",
+        self.notify(f"Added {len(fix.steps)} steps as the plan's first phase; they run with the plan (r).",
                     title="Preflight fix", markup=False)
 
     def action_preflight(self) -> None:

@@ -119,7 +119,7 @@ class LazyKube:
     mounts: the kubernetes client costs a second of import the pane does not need to draw."""
 
     def __init__(self, kubeconfig: str | None, context: str | None) -> None:
-        from ambient_tui.cli import current_context  # the kubeconfig read with PyYAML only
+        from ambient_tui.cluster.target import current_context  # the kubeconfig read with PyYAML only
 
         self._args = (kubeconfig, context)
         self._client = None

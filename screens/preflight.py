@@ -25,30 +25,15 @@ RUNNING = "running"
 # glyph, label style; named ANSI colours, and each status has its own glyph.
 LOOK = {PASS: ("✔", "green"), WARN: ("!", "bold yellow"), FAIL: ("✘", "bold red"),
         SKIP: ("»", "dim"), RUNNING: ("…", "yellow")}
-FIX_PHASE_ID = "preflight-fixes"
+FIX_PHASE_ID = "preflight-fixes"  # plans.install_session.FIX_PHASE_ID (not imported at start-up)
 
 
 def executable_fix(check: Check, results: dict[str, Check]) -> dict | None:
-    """Arguments for `enforcing_mode_fix_steps` when this check's fix can run as steps.
+    """Arguments for `enforcing_mode_fix_steps` when this check's fix can run as steps: the
+    engine's rule (checks/vpc_cni.fix_target), the same one `install --fix` follows."""
+    from ambient_tui.checks.vpc_cni import fix_target
 
-    Only the VPC CNI enforcing-mode fix is executable, and only when we know which way it
-    goes: a managed add-on needs the EKS cluster name (UpdateAddon, which the next add-on
-    update keeps); a self-managed aws-node is patched through the Kubernetes API.
-    """
-    if check.id != "vpc-cni" or check.status not in (FAIL, WARN) or not check.fix:
-        return None
-    if not (check.data.get("pod_eni") and check.data.get("sgp_count")):
-        return None  # the warning is about network policies, not the enforcing mode
-    managed = check.data.get("managed")
-    if managed is None:
-        return None
-    if not managed:
-        return {"managed": False, "cluster": None, "region": None}
-    aws = results.get("aws-eks")
-    cluster = aws.data.get("cluster") if aws else None
-    if not cluster:
-        return None
-    return {"managed": True, "cluster": cluster, "region": aws.data.get("region")}
+    return fix_target(check, results)[0]
 
 
 def check_prompt(check: Check, fixable: bool) -> Group:

@@ -160,11 +160,20 @@ def update_vpc_cni_env(cluster: str, region: str | None, env: dict[str, str]) ->
     return [_put_vpc_cni_config(cluster, region, cfg), f"configurationValues: {json.dumps(cfg, sort_keys=True)}"]
 
 
-def _put_vpc_cni_config(cluster: str, region: str | None, cfg: dict) -> str:
+def put_vpc_cni_config(cluster: str, region: str | None, cfg: dict) -> str:
+    return _put_vpc_cni_config(cluster, region, cfg)
+
+
+def put_vpc_cni_config_text(cluster: str, region: str | None, text: str) -> str:
+    """UpdateAddon with configurationValues exactly as given (a revert to the recorded text)."""
+    return _put_vpc_cni_config(cluster, region, text)
+
+
+def _put_vpc_cni_config(cluster: str, region: str | None, cfg: dict | str) -> str:
     """UpdateAddon with the whole configurationValues; PRESERVE keeps fields set outside EKS."""
     try:
         r = _client("eks", region).update_addon(clusterName=cluster, addonName="vpc-cni",
-                                                configurationValues=json.dumps(cfg),
+                                                configurationValues=cfg if isinstance(cfg, str) else json.dumps(cfg),
                                                 resolveConflicts="PRESERVE")
     except Exception as e:  # noqa: BLE001
         raise _err(f"eks:UpdateAddon {cluster}/vpc-cni", e) from None

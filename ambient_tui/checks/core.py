@@ -194,34 +194,15 @@ def vpc_cni_check(ctx: CheckContext) -> Check:
 def start_helm_list(env: dict | None, kubeconfig: str | None = None,
                     context: str | None = None) -> subprocess.Popen:
     """`helm list -A -a -o json`, started; finish_helm_list() collects it."""
-    import os
-    import shutil
-    full_env = {**os.environ, **(env or {})}
-    exe = shutil.which("helm", path=full_env.get("PATH"))
-    if not exe:
-        raise RuntimeError("helm not found on PATH")
-    argv = [exe, "list", "-A", "-a", "-o", "json"]
-    if kubeconfig:
-        argv += ["--kubeconfig", kubeconfig]
-    if context:
-        argv += ["--kube-context", context]
-    # No stdin and no terminal: a credential plugin helm runs must not read the keyboard.
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True)
+    from ambient_tui.tools import helm
+
+    return helm.start(["list", "-A", "-a", "-o", "json"], env, kubeconfig, context)
 
 
 def finish_helm_list(proc: subprocess.Popen, timeout: float = 20) -> list[dict]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"helm list did not answer within {timeout:g}s") from None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"helm list failed: {err.strip()[:200]}")
-    return parsers.parse_helm_list(out)
+    from ambient_tui.tools import helm
+
+    return parsers.parse_helm_list(helm.finish(proc, "list", timeout))
 
 
 def helm_list(env: dict | None, kubeconfig: str | None = None, context: str | None = None,
@@ -273,15 +254,46 @@ def existing_istio(ctx: CheckContext) -> Check:
         notes.append("installed with the istio/ambient wrapper chart: upgrade or remove it through that chart")
         fix = "helm upgrade/uninstall the release that uses istio/ambient"
     if pending:
+        from ambient_tui.plans import repair
+
         status = FAIL
-        r = pending[0]
-        fix = (f"helm rollback {r['name']} -n {r['namespace']} (or helm uninstall {r['name']} -n "
-               f"{r['namespace']} and retry)")
+        try:
+            histories = repair.stuck_releases(pending, ctx.env, ctx.kubeconfig, context)
+        except Exception as e:  # noqa: BLE001 - then the advice is uninstall-and-retry
+            histories = {}
+            notes.append(f"helm history unknown ({e})")
+        repairs = repair.find_repairs(None, pending, histories)
+        fix = "; ".join(r.advice() for r in repairs)
         notes.append("stuck releases: " + ", ".join(f"{r['name']} ({r['status']})" for r in pending))
+    istiod_mode = istiod_dataplane_mode(kube, ctx.settings.namespace)
+    if istiod_mode and istiod_mode != "ambient":
+        status = FAIL
+        notes.append(f"istiod in {ctx.settings.namespace} runs in {istiod_mode} mode "
+                     "(no PILOT_ENABLE_AMBIENT=true): installing ambient over it is a migration")
+        fix = (f"the install refuses to turn this istiod into ambient: migrate by hand (see istio.io "
+               f"'Migrate to ambient'), or uninstall it first (ambient-tui uninstall)")
     mode = "upgrade" if releases else ("unmanaged Istio resources present" if crds else "fresh install")
     notes.insert(0, f"mode: {mode}")
     return Check("existing-istio", t, status, "; ".join(notes), fix,
-                 data={"releases": releases, "namespace": ns is not None, "crds": len(crds), "mode": mode})
+                 data={"releases": releases, "namespace": ns is not None, "crds": len(crds), "mode": mode,
+                       "istiod_mode": istiod_mode})
+
+
+def istiod_dataplane_mode(kube, namespace: str) -> str | None:
+    """"ambient" when istiod runs with PILOT_ENABLE_AMBIENT=true, "sidecar" when it runs
+    without, None when there is no istiod Deployment."""
+    from ambient_tui.cluster.client import ClusterAccessError
+
+    try:
+        d = kube.get_json(f"/apis/apps/v1/namespaces/{namespace}/deployments/istiod", "reading istiod")
+    except ClusterAccessError as e:
+        if e.kind in ("not-found", "forbidden"):  # absent, or not ours to read: the RBAC check says so
+            return None
+        raise
+    containers = (((d.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    c = next((c for c in containers if c.get("name") == "discovery"), containers[0] if containers else {})
+    env = {e.get("name"): str(e.get("value", "")) for e in c.get("env") or []}
+    return "ambient" if env.get("PILOT_ENABLE_AMBIENT", "").lower() == "true" else "sidecar"
 
 
 # (verb, group, resource, namespaced)
@@ -318,27 +330,72 @@ def rbac(ctx: CheckContext) -> Check:
     return Check("rbac", t, PASS, f"all {len(RBAC_NEEDS)} permissions the install needs are granted")
 
 
+GATEWAY_API_SUFFIXES = (".gateway.networking.k8s.io", ".gateway.networking.x-k8s.io")
+MANAGED_BY = "app.kubernetes.io/managed-by"
+TOOL = "ambient-tui"
+
+
+def gateway_api_ownership(crds) -> dict:
+    """What the installed Gateway API CRDs are and who owns them, from their metadata:
+    bundle-version and channel annotations, Helm's ownership annotations, field managers,
+    and this tool's managed-by label (pure: unit-tested)."""
+    mine = [c for c in crds if c.metadata.name.endswith(GATEWAY_API_SUFFIXES)]
+    names = sorted(c.metadata.name for c in mine)
+    anchor = next((c for c in mine if c.metadata.name == "gateways.gateway.networking.k8s.io"),
+                  mine[0] if mine else None)
+    ann = (anchor.metadata.annotations or {}) if anchor is not None else {}
+    helm = sorted({f"{(c.metadata.annotations or {}).get('meta.helm.sh/release-namespace', '?')}/"
+                   f"{(c.metadata.annotations or {})['meta.helm.sh/release-name']}"
+                   for c in mine if "meta.helm.sh/release-name" in (c.metadata.annotations or {})})
+    # Who wrote the spec (the API server's own status writes do not make an owner).
+    managers = sorted({m.get("manager", "?") for c in mine for m in (c.metadata.managed_fields or [])
+                       if m.get("subresource") != "status"})
+    ours = sorted(c.metadata.name for c in mine if (c.metadata.labels or {}).get(MANAGED_BY) == TOOL)
+    channels = sorted({(c.metadata.annotations or {}).get("gateway.networking.k8s.io/channel", "unknown")
+                       for c in mine})
+    if helm:
+        owner = "Helm release " + ", ".join(helm)
+    elif names and len(ours) == len(names):
+        owner = TOOL
+    else:
+        owner = ("field managers " + ", ".join(managers)) if managers else "unknown"
+    return {"present": bool(names), "names": names, "ours": ours,
+            "version": ann.get("gateway.networking.k8s.io/bundle-version", "unknown"),
+            "channel": ann.get("gateway.networking.k8s.io/channel", channels[0] if channels else "unknown"),
+            "channels": channels, "owner": owner, "managers": managers, "helm": helm}
+
+
+def gateway_api_older(have: str, want: str) -> bool | None:
+    """True/False, or None when the installed version cannot be read."""
+    try:
+        return parse_version(have) < parse_version(want)
+    except Exception:  # noqa: BLE001 - "unknown" or a malformed annotation
+        return None
+
+
 def gateway_api(ctx: CheckContext) -> Check:
     t = "Gateway API CRDs"
     kube = ctx.cluster()
     want = ctx.release.gateway_api
-    crd = kube.get_crd("gateways.gateway.networking.k8s.io")
-    if crd is None:
+    data = gateway_api_ownership(kube.list_crds())
+    data.update(want_version=want.version, want_channel=want.channel)
+    if not data["present"]:
         return Check("gateway-api", t, PASS, f"absent; the install applies {want.version} ({want.channel})",
-                     data={"present": False})
-    ann = crd.metadata.annotations or {}
-    have = ann.get("gateway.networking.k8s.io/bundle-version", "unknown")
-    channel = ann.get("gateway.networking.k8s.io/channel", "unknown")
-    detail = f"present: {have} ({channel}); Istio {ctx.version} documents {want.version} ({want.channel})"
-    try:
-        older = parse_version(have) < parse_version(want.version)
-    except Exception:  # noqa: BLE001
-        older = False
+                     data=data)
+    have, channel = data["version"], data["channel"]
+    detail = (f"present: {len(data['names'])} CRDs {have} ({channel}), owner {data['owner']}; "
+              f"Istio {ctx.version} documents {want.version} ({want.channel})")
+    older = gateway_api_older(have, want.version)
+    data["older"] = bool(older)
     if older:
-        return Check("gateway-api", t, WARN, detail + "; installed CRDs are older", 
-                     f"kubectl apply --server-side -f {want.url(ctx.catalog.gateway_api_url)}",
-                     data={"present": True, "version": have})
-    return Check("gateway-api", t, PASS, detail, data={"present": True, "version": have})
+        return Check("gateway-api", t, WARN, detail + "; installed CRDs are older",
+                     f"ambient-tui install --upgrade-gateway-api upgrades them to {want.version} in their "
+                     f"own channel ({channel}); or upgrade them where they come from ({data['owner']})",
+                     data=data)
+    if older is None:
+        return Check("gateway-api", t, WARN, detail + "; their version is unknown: they are left as they are",
+                     data=data)
+    return Check("gateway-api", t, PASS, detail + "; new enough: left untouched", data=data)
 
 
 def nodes(ctx: CheckContext) -> Check:

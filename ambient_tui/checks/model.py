@@ -18,7 +18,7 @@ class Check:
     fix: str = ""
     # Seconds the check took; not part of the JSON contract's required keys.
     elapsed: float = 0.0
-    # Machine-readable findings for plans and the TUI (e.g. gateway_api_present).
+    # Machine-readable findings for the install session and the TUI (e.g. gateway-api ownership).
     data: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

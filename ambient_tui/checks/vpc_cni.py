@@ -30,6 +30,7 @@ class VpcCniFacts:
     enforcing_mode: str | None = None  # None: unset, which the VPC CNI treats as strict
     managed: bool | None = None  # None: unknown (no AWS access)
     network_policy: bool = False
+    ds_managers: list[str] = field(default_factory=list)  # aws-node's field managers
     cluster: str | None = None
     region: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -101,7 +102,8 @@ def decide(facts: VpcCniFacts, release, version: str) -> Check:
                      "enrolled pods and kubelet probes from 169.254.7.127/32")
     return Check(CHECK_ID, TITLE, status, "; ".join(parts), fix,
                  data={"managed": facts.managed, "pod_eni": facts.pod_eni, "sgp_count": facts.sgp_count,
-                       "enforcing_mode": facts.enforcing_mode, "network_policy": facts.network_policy})
+                       "enforcing_mode": facts.enforcing_mode, "network_policy": facts.network_policy,
+                       "ds_managers": facts.ds_managers})
 
 
 def gather(kube, cluster: str | None = None, region: str | None = None, aws: bool = False) -> VpcCniFacts:
@@ -112,7 +114,10 @@ def gather(kube, cluster: str | None = None, region: str | None = None, aws: boo
     env = env_of(ds)
     facts = VpcCniFacts(aws_node=True, pod_eni=env.get("ENABLE_POD_ENI", "false").lower() == "true",
                         enforcing_mode=env.get(MODE_VAR) or None,
-                        network_policy=nodeagent_network_policy(ds), cluster=cluster, region=region)
+                        network_policy=nodeagent_network_policy(ds), cluster=cluster, region=region,
+                        ds_managers=sorted({m.get("manager", "?") for m in (
+                            (ds.get("metadata") or {}).get("managedFields") or [] if isinstance(ds, dict)
+                            else [])}))
     facts.sgp_count = len(kube.list_security_group_policies())
     if aws and cluster:
         from ambient_tui.aws import eks
@@ -130,6 +135,38 @@ def gather(kube, cluster: str | None = None, region: str | None = None, aws: boo
 
 
 # -- the fix, as engine steps ---------------------------------------------------------------
+
+# The field manager the EKS managed add-on applies aws-node with.
+EKS_MANAGER = "eks"
+
+
+def fix_target(check: Check | None, results: dict) -> tuple[dict | None, str]:
+    """(arguments for enforcing_mode_fix_steps, why) when the vpc-cni check's fix can run as
+    steps; (None, why not) otherwise. The one rule for the install command and the TUI.
+
+    A managed add-on is changed with UpdateAddon (needs the EKS cluster name); a self-managed
+    aws-node through the DaemonSet. When AWS cannot say which (no AWS access), the DaemonSet
+    path is taken only if no EKS add-on manages aws-node's fields: patching a managed add-on's
+    DaemonSet would be reverted by its next update."""
+    if check is None or check.id != CHECK_ID or check.status not in (FAIL, WARN) or not check.fix:
+        return None, "no enforcing-mode fix is needed"
+    if not (check.data.get("pod_eni") and check.data.get("sgp_count")):
+        return None, "the warning is about network policies, not the enforcing mode"
+    managed = check.data.get("managed")
+    if managed is None:
+        if EKS_MANAGER in (check.data.get("ds_managers") or []):
+            return None, ("aws-node is applied by the EKS add-on (field manager eks) but AWS cannot "
+                          "be asked (no AWS access): give AWS credentials (AWS_PROFILE) so the fix "
+                          "goes through UpdateAddon")
+        return {"managed": False, "cluster": None, "region": None}, (
+            "no AWS access and no EKS add-on manages aws-node: treated as self-managed (DaemonSet env)")
+    if not managed:
+        return {"managed": False, "cluster": None, "region": None}, "self-managed: DaemonSet env"
+    aws = results.get("aws-eks")
+    cluster = aws.data.get("cluster") if aws is not None else None
+    if not cluster:
+        return None, "managed add-on, but the EKS cluster name is unknown (aws-eks check did not pass)"
+    return {"managed": True, "cluster": cluster, "region": aws.data.get("region")}, "managed add-on: UpdateAddon"
 
 def _selector_matches(selector: dict | None, labels: dict | None) -> bool:
     want = (selector or {}).get("matchLabels") or {}
@@ -168,6 +205,10 @@ class EnforcingModeChange:
     managed: bool
     cluster: str | None = None
     region: str | None = None
+    # The add-on's configurationValues exactly as they were (managed), and aws-node's env for
+    # the keys they name (JSON): --revert-cni puts both back as they were.
+    addon_config: str | None = None
+    ds_env: str | None = None
 
     @property
     def shown(self) -> str:
@@ -182,6 +223,9 @@ class EnforcingModeChange:
 def record_lines(change: EnforcingModeChange) -> list[str]:
     data = {"var": MODE_VAR, "previous": change.previous, "managed": change.managed,
             "cluster": change.cluster, "region": change.region}
+    if change.addon_config is not None:
+        data["addon_config"] = change.addon_config
+        data["ds_env"] = change.ds_env
     return [f"{MODE_VAR} was {change.shown} ({change.where})",
             RECORD_PREFIX + json.dumps(data, sort_keys=True)]
 
@@ -197,7 +241,8 @@ def parse_record(lines) -> EnforcingModeChange | None:
             if isinstance(data, dict) and data.get("var") == MODE_VAR:
                 prev = data.get("previous")
                 return EnforcingModeChange(None if prev is None else str(prev), bool(data.get("managed")),
-                                           data.get("cluster"), data.get("region"))
+                                           data.get("cluster"), data.get("region"), data.get("addon_config"),
+                                           data.get("ds_env"))
     return None
 
 
@@ -213,6 +258,19 @@ def unreverted_change(records) -> EnforcingModeChange | None:
         elif rec.get("step") == REVERT_STEP_ID:
             pending = None
     return pending
+
+
+def _record(kube, change: "EnforcingModeChange | None") -> list[str]:
+    """Into the in-cluster install record first, so any machine can revert it. Best effort:
+    the journal keeps the same record, and the line says when the cluster's could not."""
+    from ambient_tui.plans import install_record
+
+    try:
+        install_record.record_cni_change(kube, json.loads(record_lines(change)[1][len(RECORD_PREFIX):])
+                                         if change is not None else None)
+    except Exception as e:  # noqa: BLE001 - e.g. no right to write ConfigMaps in kube-system
+        return [f"could not update the in-cluster record {install_record.NAMESPACE}/{install_record.NAME}: {e}"]
+    return []
 
 
 def _daemonset_mode(kube) -> str | None:
@@ -235,24 +293,44 @@ def enforcing_mode_fix_steps(kube, managed: bool, cluster: str | None = None,
         cfg = json.dumps({"env": {MODE_VAR: "standard"}})
 
         def update() -> list[str]:
+            # What is in force is the DaemonSet's env: the add-on's configurationValues can
+            # say otherwise (set outside EKS). Only the mode changes; a key whose add-on
+            # value differs from what aws-node runs with is left out of the update (PRESERVE
+            # keeps the running value) instead of being written back over it.
+            previous = _daemonset_mode(kube)
             addon = eks.describe_vpc_cni_addon(cluster, region)
-            previous = (eks.addon_config(addon).get("env") or {}).get(MODE_VAR) if addon else None
-            lines = eks.update_vpc_cni_env(cluster, region, {MODE_VAR: "standard"})
-            return record_lines(EnforcingModeChange(previous, True, cluster, region)) + lines
+            if addon is None:
+                raise RuntimeError(f"vpc-cni is not a managed add-on of {cluster}; patch the DaemonSet instead")
+            before_cfg = addon.get("configurationValues") or ""
+            running = env_of(kube.get_daemonset("kube-system", "aws-node"))
+            cfg = eks.addon_config(addon)
+            keys = sorted(set(cfg.get("env") or {}) | {MODE_VAR})  # what the add-on can roll out
+            env = {k: v for k, v in (cfg.get("env") or {}).items() if k == MODE_VAR or running.get(k) == str(v)}
+            dropped = sorted(set(cfg.get("env") or {}) - set(env))
+            env[MODE_VAR] = "standard"
+            cfg["env"] = env
+            change = EnforcingModeChange(previous, True, cluster, region, addon_config=before_cfg,
+                                         ds_env=json.dumps({k: running.get(k) for k in keys}, sort_keys=True))
+            lines = _record(kube, change) + [eks.put_vpc_cni_config(cluster, region, cfg)]
+            if dropped:
+                lines.append("left to what aws-node runs with (the add-on said otherwise): " + ", ".join(
+                    f"{k}={running.get(k, 'unset')}" for k in dropped))
+            return record_lines(change) + lines
         set_step = Step(
             FIX_STEP_ID, f"vpc-cni add-on: {MODE_VAR}=standard (UpdateAddon)",
-            api=ApiCall(f"EKS UpdateAddon {cluster}/vpc-cni configurationValues merge {cfg}", update),
+            api=ApiCall(f"EKS UpdateAddon {cluster}/vpc-cni configurationValues merge {cfg}", update), kind="fix",
             timeout=120)
     else:
         def patch() -> list[str]:
             previous = _daemonset_mode(kube)  # read first: --revert-cni puts it back
+            noted = _record(kube, EnforcingModeChange(previous, False))
             kube.set_daemonset_env("kube-system", "aws-node", "aws-node", {MODE_VAR: "standard"})
-            return (record_lines(EnforcingModeChange(previous, False))
+            return (record_lines(EnforcingModeChange(previous, False)) + noted
                     + [f"patched daemonset kube-system/aws-node: {MODE_VAR}=standard"])
         set_step = Step(
             FIX_STEP_ID, f"aws-node: {MODE_VAR}=standard (DaemonSet env)",
             api=ApiCall(f"PATCH apps/v1 DaemonSet kube-system/aws-node env {MODE_VAR}=standard", patch),
-            timeout=60)
+            timeout=60, kind="fix")
 
     def restart_list() -> list[str]:
         pods = pods_needing_restart(kube)
@@ -263,11 +341,34 @@ def enforcing_mode_fix_steps(kube, managed: bool, cluster: str | None = None,
 
     list_step = Step("list-pods-to-restart", "pods with branch ENIs that need a restart",
                      api=ApiCall("LIST v1 Pods (annotation vpc.amazonaws.com/pod-eni or SecurityGroupPolicy "
-                                 "podSelector)", restart_list), timeout=60)
+                                 "podSelector)", restart_list), timeout=60, kind="fix")
     return [set_step, list_step]
 
 
+def _restore_env(kube, want: dict) -> list[str]:
+    """Put aws-node's env back to `want` (None: unset), after the add-on rolled its own."""
+    now = env_of(kube.get_daemonset("kube-system", "aws-node"))
+    sets = {k: v for k, v in want.items() if v is not None and now.get(k) != v}
+    drops = [k for k, v in want.items() if v is None and k in now]
+    if sets:
+        kube.set_daemonset_env("kube-system", "aws-node", "aws-node", sets)
+    if drops:
+        body = {"spec": {"template": {"spec": {"containers": [
+            {"name": "aws-node", "env": [{"name": k, "$patch": "delete"} for k in drops]}]}}}}
+        kube.call("patching daemonset kube-system/aws-node", kube.apps.patch_namespaced_daemon_set,
+                  "aws-node", "kube-system", body, field_manager="ambient-tui")
+    after = env_of(kube.get_daemonset("kube-system", "aws-node"))
+    wrong = [k for k, v in want.items() if after.get(k) != v and not (v is None and k not in after)]
+    if wrong:
+        raise RuntimeError("aws-node env not restored: " + ", ".join(f"{k}={after.get(k)}" for k in wrong))
+    return [f"aws-node env as before: " + ", ".join(f"{k}={v if v is not None else 'unset'}"
+                                                     for k, v in sorted(want.items()))]
+
+
 def revert_description(change: EnforcingModeChange) -> str:
+    if change.managed and change.addon_config is not None:
+        return (f"EKS UpdateAddon {change.cluster}/vpc-cni configurationValues back to "
+                f"{change.addon_config or '(none)'}; aws-node env back to {change.ds_env}")
     if change.managed:
         what = (f"{MODE_VAR}={change.previous}" if change.previous is not None
                 else f"{MODE_VAR} removed from configurationValues")
@@ -299,7 +400,14 @@ def revert_enforcing_mode_steps(kube_factory, change: EnforcingModeChange) -> li
         from ambient_tui.aws import eks
 
         def update() -> list[str]:
-            return eks.restore_vpc_cni_env_var(change.cluster, change.region, MODE_VAR, change.previous)
+            if change.addon_config is None:  # recorded by an older version: the one variable
+                lines = eks.restore_vpc_cni_env_var(change.cluster, change.region, MODE_VAR, change.previous)
+            else:
+                lines = [eks.put_vpc_cni_config_text(change.cluster, change.region, change.addon_config),
+                         f"configurationValues restored exactly: {change.addon_config or '(none)'}"]
+                kube = kube_factory()
+                lines += _restore_env(kube, json.loads(change.ds_env or "{}"))
+            return lines + _record(kube_factory(), None)
         call = ApiCall(revert_description(change), update)
     else:
         def patch() -> list[str]:
@@ -318,7 +426,7 @@ def revert_enforcing_mode_steps(kube_factory, change: EnforcingModeChange) -> li
             now = _daemonset_mode(kube)
             if now != change.previous:
                 raise RuntimeError(f"aws-node still has {MODE_VAR}={now or 'unset'} after the patch")
-            return [f"daemonset kube-system/aws-node: {MODE_VAR} is {change.shown} again"]
+            return [f"daemonset kube-system/aws-node: {MODE_VAR} is {change.shown} again"] + _record(kube, None)
         call = ApiCall(revert_description(change), patch)
     return [Step(REVERT_STEP_ID, f"revert VPC CNI enforcing mode to {change.shown}", api=call, timeout=120,
                  note="pods with branch ENIs need a restart to pick the mode up")]

@@ -215,6 +215,16 @@ def resolve(kubeconfig: str | None = None, context: str | None = None, *, read_o
                   str(ctx.get("namespace") or "default"), tuple(p for p, _ in docs), config, read_only)
 
 
+def current_context(kubeconfig: str | None = None) -> str:
+    """The merged kubeconfig's current context ("" when there is none or it cannot be read)."""
+    from ambient_tui.cluster.client import ClusterAccessError
+
+    try:
+        return resolve(kubeconfig).context
+    except ClusterAccessError:
+        return ""
+
+
 def pin_steps(steps, target: Target) -> None:
     """Every helm, kubectl and istioctl step of a plan talks to the target and nothing else."""
     for s in steps:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ambient_tui.errors import UsageError
+
 
 def access_args(p: argparse.ArgumentParser) -> None:
     """--kubeconfig, --context and --read-only, the same on every subcommand that talks to a
@@ -29,7 +31,7 @@ def target_from_args(args: argparse.Namespace):
     return t
 
 
-class ReadOnly(Exception):
+class ReadOnly(UsageError):
     """A write asked for under --read-only: one line, exit 2."""
 
 

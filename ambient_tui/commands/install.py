@@ -12,13 +12,12 @@ import sys
 
 from ambient_tui.checks.model import FAIL, PASS, SKIP, WARN
 from ambient_tui.commands import access_args
+from ambient_tui.commands.common import UsageError, plan_args, settings_from_args
 
 MARK = {PASS: "✔", WARN: "!", FAIL: "✘", SKIP: "-"}
 
 
 def register(sub) -> None:
-    from ambient_tui.cli import _plan_args
-
     p = sub.add_parser("preflight", help="check the cluster and tools before installing")
     p.add_argument("--json", action="store_true", help='print {"checks": [...]}')
     p.add_argument("--istio-version", metavar="X.Y.Z")
@@ -27,7 +26,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_preflight)
 
     p = sub.add_parser("install", help="preflight, then install Istio ambient")
-    _plan_args(p)
+    plan_args(p)
     access_args(p)
     p.add_argument("--yes", action="store_true", help="do not ask before running the plan")
     p.add_argument("--dry-run", action="store_true", help="show what would run; change nothing")
@@ -37,6 +36,9 @@ def register(sub) -> None:
                    help="run the offered fixes (VPC CNI enforcing mode) as the plan's first phase")
     from ambient_tui.commands.unlock import add_flag
     add_flag(p)
+    p.add_argument("--upgrade-gateway-api", action="store_true",
+                   help="agree to upgrade installed Gateway API CRDs that are older than the release "
+                        "needs (in their own channel)")
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("status", help="Istio releases, readiness and enrolled namespaces")
@@ -46,11 +48,10 @@ def register(sub) -> None:
 
 
 def _settings_from(args):
-    from ambient_tui.cli import UsageError, _settings
     from ambient_tui.settings import Settings
 
     if hasattr(args, "values"):
-        s = _settings(args)
+        s = settings_from_args(args)
     else:
         s = Settings(istio_version=args.istio_version, method=args.method)
     s.context = args.context
@@ -65,7 +66,6 @@ def _settings_from(args):
 def _context(args, settings):
     from ambient_tui.catalog import UnknownVersion
     from ambient_tui.checks.model import CheckContext
-    from ambient_tui.cli import UsageError
 
     from ambient_tui.cluster.client import ClusterAccessError
     from ambient_tui.commands import target_from_args
@@ -108,36 +108,6 @@ def cmd_preflight(args) -> int:
     return 1 if any(c.status == FAIL for c in results) else 0
 
 
-def _chart_version(settings, chart: str, fallback: str) -> str:
-    """The version of a local chart folder, or the plan's version for a repository source."""
-    if settings.chart_source in ("blob", "oci", "gcs_legacy"):
-        return fallback
-    import yaml
-    from ambient_tui.plans.install import COMPONENTS
-    chart_dir = next((c[2] for c in COMPONENTS if c[1] == chart), chart)
-    for d in (os.path.join(settings.chart_source, chart), os.path.join(settings.chart_source, chart_dir)):
-        f = os.path.join(d, "Chart.yaml")
-        if os.path.isfile(f):
-            return str(yaml.safe_load(open(f)).get("version", fallback))
-    return fallback
-
-
-def already_installed(settings, releases: list[dict], version: str) -> list[str] | None:
-    """Names of the wanted releases when all are deployed at the wanted chart version, else None."""
-    from ambient_tui.plans.install import COMPONENTS
-
-    if settings.values or settings.method != "helm":
-        return None
-    want = [c for c in COMPONENTS if c[0] != "istio-ingress" or settings.gateway]
-    by_name = {r["name"]: r for r in releases}
-    for release, chart, _, _ in want:
-        r = by_name.get(release)
-        if not r or r["status"] != "deployed" or r["chart_version"].lstrip("v") != \
-                _chart_version(settings, chart, version).lstrip("v"):
-            return None
-    return [w[0] for w in want]
-
-
 # The mark of a finished step: only a step that let the plan go on gets a tick.
 END_MARK = {"succeeded": "✔", "warned": "!", "skipped": "-", "cancelled": "■", "failed": "✘"}
 
@@ -173,32 +143,14 @@ def _say(text: str, stream=None) -> None:
         pass
 
 
-def fix_steps_for(check, ctx, by_id) -> list:
-    """The enforcing-mode fix as steps when the vpc-cni check failed on strict mode.
-
-    Managed add-on: UpdateAddon; self-managed, or unknown without AWS access: the DaemonSet env
-    (shown in the plan, so a person with a managed add-on sees it is the DaemonSet path)."""
-    from ambient_tui.checks.vpc_cni import enforcing_mode_fix_steps
-
-    # A fix is offered only for strict mode with security groups for pods: a failure on
-    # releases without the branch-ENI probe fix, a warning (still worth fixing) on the others.
-    if check is None or check.status not in (FAIL, WARN) or not check.fix:
-        return []
-    eks = by_id.get("aws-eks")
-    eks_data = eks.data if eks is not None and eks.status == PASS else {}
-    managed = bool(check.data.get("managed"))
-    return enforcing_mode_fix_steps(ctx.client(), managed, eks_data.get("cluster"), eks_data.get("region"))
-
-
 def cmd_install(args) -> int:
-    from ambient_tui.engine.journal import Journal, JournalError, journal_path
-    from ambient_tui.engine.plan import Phase
-    from ambient_tui.engine.runbook import to_markdown
-    from ambient_tui.engine.runner import Runner
-    from ambient_tui.plans import repair
-    from ambient_tui.cluster.target import pin_steps
+    from ambient_tui.cluster.lease import ClusterLock, LockError, LockHeld
     from ambient_tui.commands import refuse_if_read_only
-    from ambient_tui.plans.install import build_install_plan
+    from ambient_tui.engine.journal import Journal, JournalError, journal_path
+    from ambient_tui.engine.runbook import to_markdown
+    from ambient_tui.engine.runner import LeftoverProcess, Runner, live_recorded
+    from ambient_tui.plans import resume
+    from ambient_tui.plans.install_session import InstallSession, kube_context_of
 
     if not args.dry_run:
         refuse_if_read_only(args, "install", "--dry-run shows the plan")
@@ -209,9 +161,7 @@ def cmd_install(args) -> int:
         if code:
             return code
     ctx, results = run_preflight(args, settings)
-    by_id = {c.id: c for c in results}
-    access = by_id.get("cluster-access")
-    kube_context = access.data.get("context") if access and access.status == PASS else None
+    kube_context = kube_context_of(results)
     cluster = kube_context or args.context or "default"
 
     # Another run holds the cluster lock: refuse before anything else (it also rechecks at the run).
@@ -226,10 +176,8 @@ def cmd_install(args) -> int:
             print(f"ambient-tui: {lease.LockHeld(holder)}", file=sys.stderr)
             return 1
 
-    # A run the terminal dropped: say what it was doing, and unstick what helm left pending.
-    # An uninstall ends every install run before it (plans/resume.py).
-    from ambient_tui.engine.runner import live_recorded
-    from ambient_tui.plans import resume
+    # The journal is the memory: what an earlier run did (an uninstall ends every install run
+    # before it, plans/resume.py), and whether a process it started still runs.
     previous = Journal.read(journal_path(cluster))
     for line in previous.damage_report():  # said once, here; the damaged lines are skipped
         _say(f"! {line}", sys.stderr)
@@ -238,54 +186,31 @@ def cmd_install(args) -> int:
         _say(f"ambient-tui: {os.path.basename(argv[0])} (pid {pid}) of step {step} of an earlier run is "
              f"still running; wait for it to end or stop it (kill {pid}), then run again", sys.stderr)
         return 1
-    interrupted = repair.interrupted_steps(previous)
-    for s in interrupted:
-        _say(f"! the last run was interrupted: {s.describe()}")
-    existing = by_id.get("existing-istio")
-    releases = (existing.data.get("releases") if existing else None) or []
-    repairs = []
-    if kube_context and releases:
-        try:
-            histories = repair.stuck_releases(releases, None, ctx.kubeconfig, kube_context)
-            repairs = repair.find_repairs(previous, releases, histories)
-        except Exception as e:  # noqa: BLE001 - then the existing-istio failure stands
-            _say(f"! could not read helm history to plan a repair: {e}", sys.stderr)
-    for r in repairs:
-        _say(f"! {r.describe()}")
-
-    fixed: set[str] = set()
-    fix_steps = []
-    vpc = by_id.get("vpc-cni")
-    if getattr(args, "fix", False) and vpc is not None:
-        try:
-            fix_steps = fix_steps_for(vpc, ctx, by_id)
-        except Exception as e:  # noqa: BLE001
-            print(f"ambient-tui: cannot build the vpc-cni fix: {e}", file=sys.stderr)
-            return 1
-        if fix_steps:
-            fixed.add("vpc-cni")
-    failed = repair.blocking(results, fixed, repairs, releases)
-    if failed and not args.force:
-        hint = ""
-        if vpc is not None and vpc in failed and vpc.fix:
-            hint = " The vpc-cni fix can run as the first step of the install: pass --fix."
-        print(f"ambient-tui: preflight failed ({', '.join(c.id for c in failed)}); nothing was "
+    session = InstallSession(settings, ctx.catalog, cluster_target=ctx.target, kube_factory=ctx.client)
+    try:
+        outcome = session.decide(results, journal=previous, fix=args.fix, force=args.force, resume=args.resume,
+                                 upgrade_gateway_api=args.upgrade_gateway_api)
+    except Exception as e:  # noqa: BLE001 - e.g. the fix cannot read aws-node
+        print(f"ambient-tui: cannot plan the install: {e}", file=sys.stderr)
+        return 1
+    for d in outcome.decisions:
+        _say(f"{'!' if d.kind in ('interrupted', 'repair', 'refuse') else '·'} {d.line()}")
+    refusal = session.refusal(outcome)
+    if refusal:
+        print(f"ambient-tui: refused: {refusal}", file=sys.stderr)
+        return 1
+    if outcome.blocking:
+        vpc = next((c for c in outcome.blocking if c.id == "vpc-cni"), None)
+        hint = (" The vpc-cni fix can run as the first step of the install: pass --fix."
+                if vpc and vpc.fix and not args.fix else "")
+        print(f"ambient-tui: preflight failed ({', '.join(c.id for c in outcome.blocking)}); nothing was "
               f"installed. Fix the above, or pass --force to install anyway.{hint}", file=sys.stderr)
         return 1
-    gw = by_id.get("gateway-api")
-    settings.gateway_api_present = bool(gw and gw.data.get("present"))
-    done = already_installed(settings, releases, ctx.version)
-    if done and not args.resume and not repairs and not interrupted and not fix_steps:
-        print(f"already installed: Istio {ctx.version} ({', '.join(done)} deployed); nothing to change")
+    if outcome.already_installed:
+        print(f"already installed: Istio {ctx.version} ({', '.join(outcome.already_installed)} deployed); "
+              "nothing to change")
         return 0
-    plan = build_install_plan(settings, ctx.catalog)
-    first = []
-    if fix_steps:
-        first.append(Phase("fix-vpc-cni", "Fix: VPC CNI enforcing mode (standard)", fix_steps))
-    repair_phase = repair.repair_phase(repairs)
-    if repair_phase:
-        first.append(repair_phase)
-    plan.phases[:0] = first
+    plan = outcome.plan
     # Before anything is asked or changed: a journal that cannot be written (a file or a
     # directory where the state should be, a full disk) stops the run here.
     journal = Journal.for_cluster(cluster)
@@ -303,19 +228,16 @@ def cmd_install(args) -> int:
             journal.close()
             print("not confirmed; nothing was changed")
             return 1
-    env = {}
-    if ctx.target is not None:
-        env.update(ctx.target.tool_env())
-        pin_steps(plan.steps, ctx.target)  # the checked target, not whatever is current later
-    from ambient_tui.cluster.lease import ClusterLock, LockError, LockHeld
-    from ambient_tui.engine.runner import LeftoverProcess
+    env = ctx.target.tool_env() if ctx.target is not None else None
     lock = ClusterLock(ctx.client(), "install", journal) if kube_context else None
-    runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env or None, lock=lock)
+    runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env, lock=lock)
     runner.subscribe(_printer(plan))
-    if (interrupted and not args.dry_run) or args.resume:
+    if (outcome.interrupted and not args.dry_run) or args.resume:
         # Continue the interrupted run (only that run), or --resume: skip a finished step only
         # where the cluster still shows its effect.
-        run = None if args.resume else interrupted[0].run
+        run = None if args.resume else outcome.interrupted[0].run
+        existing = next((c for c in results if c.id == "existing-istio"), None)
+        releases = (existing.data.get("releases") if existing is not None else None) or []
         try:
             state = resume.read_state(ctx.client(), releases)
         except Exception as e:  # noqa: BLE001 - ClusterAccessError

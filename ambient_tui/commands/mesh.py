@@ -480,7 +480,7 @@ def cmd_journal(args, out, err, stdin) -> int:
 
     cluster = args.cluster or args.context
     if not cluster:
-        from ambient_tui.cli import current_context
+        from ambient_tui.cluster.target import current_context
         cluster = current_context(args.kubeconfig) or "default"
     path = journal_path(cluster)
     read = Journal.read(path)

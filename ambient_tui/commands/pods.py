@@ -133,9 +133,7 @@ def scope_for(opts: PodsOptions, mesh: Callable[..., set[str]] | None = None) ->
 
 
 def _default_launch(provider: Any, title: str) -> int:
-    from ambient_tui.cli import start_pods_ui  # cli.py is the only engine module that may import the UI
-
-    return int(start_pods_ui(provider, title=title) or 0)
+    raise RuntimeError("the pods UI is started by cli.py (its parser sets `launch`); nothing launched it")
 
 
 def has_terminal() -> bool:
@@ -196,7 +194,7 @@ def run(args: argparse.Namespace, err: TextIO | None = None,
     title = f"pods · context: {opts.context}"
     if terminal is None:
         terminal = launch is not None or has_terminal()
-    launch = launch or _default_launch
+    launch = launch or getattr(args, "launch", None) or _default_launch
     profile_to = os.environ.get(PROFILE_ENV)
     watcher.start()
     try:

@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
+# Step kinds: a helm release, a namespace enrolment, a CRD apply, a readiness wait, a repair,
+# a preflight fix, the in-cluster install record.
+KINDS = ("", "helm-release", "istioctl-install", "enroll", "crds", "verify", "repair", "fix", "record")
+
+
 class StepState(str, enum.Enum):
     PENDING = "pending"
     RUNNING = "running"
@@ -51,6 +56,11 @@ class Step:
     # Reads a command's whole output after exit 0 and returns a problem ("" when fine); a
     # problem fails the step (warns when warn_only). For tools that exit 0 on bad news.
     verify: Callable[[list[str]], str] | None = None
+    # What the step is, for modules that must recognise it without matching its id:
+    # one of KINDS ("" for an ordinary command).
+    kind: str = ""
+    # The workloads (ISTIO_WORKLOADS names) whose rollout this step waits for.
+    watches: tuple[str, ...] = ()
     state: StepState = StepState.PENDING
     skip_reason: str = ""
 
@@ -59,6 +69,8 @@ class Step:
             raise ValueError(f"step {self.id}: give exactly one of argv or api")
         if self.argv is not None and not all(isinstance(a, str) for a in self.argv):
             raise TypeError(f"step {self.id}: argv must be a list of strings")
+        if self.kind not in KINDS:
+            raise ValueError(f"step {self.id}: kind {self.kind!r} not in {KINDS}")
 
     @property
     def command(self) -> str:
@@ -82,6 +94,8 @@ class Plan:
     phases: list[Phase] = field(default_factory=list)
     # What the plan was built for, shown in headers and the runbook.
     meta: dict[str, str] = field(default_factory=dict)
+    # Why the plan is what it is (the install session's decisions), one line each.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def steps(self) -> list[Step]:
@@ -97,11 +111,13 @@ class Plan:
         return {
             "title": self.title,
             "meta": dict(self.meta),
+            "notes": list(self.notes),
             "phases": [
                 {"id": p.id, "title": p.title, "steps": [
                     {"id": s.id, "title": s.title, "argv": s.argv,
                      "api": s.api.describe if s.api else None, "timeout": s.timeout,
-                     "undo": s.undo, "group": s.group, "note": s.note, "state": s.state.value}
+                     "undo": s.undo, "group": s.group, "note": s.note, "kind": s.kind,
+                     "state": s.state.value}
                     for s in p.steps]}
                 for p in self.phases
             ],

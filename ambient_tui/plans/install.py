@@ -13,11 +13,46 @@ There is no `istioctl verify-install` step: it was removed in Istio 1.24.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from functools import partial
 
 from ambient_tui import catalog
 from ambient_tui.engine.plan import Phase, Plan, Step
 from ambient_tui.settings import Settings
+
+# What a helm step's rollout wait watches (Step.watches), by release.
+WATCHES = {"istiod": ("istiod",), "istio-cni": ("istio-cni-node",), "ztunnel": ("ztunnel",)}
+
+
+@dataclass(frozen=True)
+class GatewayApiAction:
+    """What the plan does with the Gateway API CRDs (decided from what is installed).
+
+    apply: none are installed; apply the catalogue's channel, and mark them as this tool's.
+    keep: new enough; not touched. upgrade: older; re-apply the newer version in the channel
+    they were installed from (never another one), after the person agreed."""
+
+    action: str  # apply | keep | upgrade
+    version: str
+    channel: str
+    source: str = ""  # file, folder or URL of the CRDs to apply
+    previous: str = ""  # the installed bundle-version (upgrade, keep)
+    owner: str = ""  # who manages the installed ones (field managers, Helm release)
+    existing: tuple[str, ...] = ()  # Gateway API CRDs present before: never marked as ours
+
+
+@dataclass
+class ClusterFacts:
+    """What the install session found, in the form the plan builder needs. None: the plan is
+    built without a cluster (`ambient-tui plan`), as for a fresh install."""
+
+    gateway_api: GatewayApiAction | None = None
+    # Releases that exist: their upgrade keeps the user's values (--reset-then-reuse-values).
+    reuse_values: frozenset[str] = frozenset()
+    # release -> one line of the values diff, shown in the step's note.
+    values_notes: dict[str, str] = field(default_factory=dict)
+    # Writes the in-cluster record after the CRDs (plans/install_record.py); None: no cluster.
+    record_step: Step | None = None
 
 # (release name, chart name, chart dir inside an istio source tree, extra --set values)
 COMPONENTS = [
@@ -54,7 +89,7 @@ NO_WAIT_NOTES = {
 
 def _helm_step(settings: Settings, cat: catalog.Catalog, version: str, release: str,
                chart: str, chart_dir: str, sets: list[str], namespace: str, wait: bool,
-               group: str | None = None) -> Step:
+               group: str | None = None, facts: ClusterFacts | None = None) -> Step:
     ref, repo_flag = chart_ref(settings, cat, chart, chart_dir)
     argv = ["helm", "upgrade", "--install", release]
     if repo_flag:
@@ -66,6 +101,11 @@ def _helm_step(settings: Settings, cat: catalog.Catalog, version: str, release: 
         argv.append("--create-namespace")
     if settings.chart_source in ("blob", "oci", "gcs_legacy"):
         argv += ["--version", version]
+    reuse = facts is not None and release in facts.reuse_values
+    if reuse:
+        # An upgrade keeps what the user set (hub, meshConfig, resources, ...): the new chart's
+        # defaults, then the release's current values, then what the tool must set.
+        argv.append("--reset-then-reuse-values")
     for s in sets:
         argv += ["--set", s]
     component = next((k for k, v in COMPONENT_KEYS.items() if v == release), release)
@@ -73,28 +113,47 @@ def _helm_step(settings: Settings, cat: catalog.Catalog, version: str, release: 
         argv += ["--values", settings.values[component]]
     if wait:
         argv += ["--wait", "--timeout", "10m"]
-    note = "" if wait else NO_WAIT_NOTES[release]
-    return Step(id=f"helm-{release}", title=f"helm: {release} ({chart})", argv=argv,
-                timeout=900, undo=["helm", "uninstall", release, "--namespace", namespace],
-                group=group, note=note)
+    notes = [] if wait else [NO_WAIT_NOTES[release]]
+    if reuse:
+        notes.insert(0, (facts.values_notes.get(release) if facts else "") or "upgrade: keeps the release's values")
+    return Step(id=f"helm-{release}", title=f"helm: {release} ({chart})" + (" upgrade" if reuse else ""),
+                argv=argv, timeout=900, undo=["helm", "uninstall", release, "--namespace", namespace],
+                group=group, note="; ".join(notes), kind="helm-release", watches=WATCHES.get(release, ()))
 
 
-def gateway_api_step(settings: Settings, cat: catalog.Catalog, rel: catalog.Release) -> Step:
+def gateway_api_step(settings: Settings, cat: catalog.Catalog, rel: catalog.Release,
+                     action: GatewayApiAction | None = None) -> Step | None:
+    """The CRD step, or None when the installed CRDs are kept as they are."""
     gw = rel.gateway_api
-    source = settings.gateway_api_file or gw.url(cat.gateway_api_url)
+    if action is None:  # no cluster read: as for a fresh install
+        action = GatewayApiAction("apply", gw.version, gw.channel,
+                                  settings.gateway_api_file or gw.url(cat.gateway_api_url))
+    if action.action == "keep":
+        return None
+    source = action.source
+    # Server-side: HTTPRoute's CRD is over the 256 KiB last-applied annotation limit (from
+    # v1.4). An upgrade also takes the fields over from the manager shown in the note.
+    server_side = gw.server_side or action.action == "upgrade"
     argv = ["kubectl", "apply"]
-    if gw.server_side:
-        # HTTPRoute's CRD is over the 256 KiB last-applied annotation limit.
+    if server_side:
         argv += ["--server-side", "--force-conflicts"]
     argv += ["-f", source]
-    if settings.gateway_api_file and os.path.isdir(settings.gateway_api_file):
+    if os.path.isdir(source):
         argv.append("--recursive")
-    return Step(id="gateway-api-crds",
-                title=f"Gateway API CRDs {gw.version} ({gw.channel}{', server-side' if gw.server_side else ''})",
-                argv=argv, timeout=300, undo=["kubectl", "delete", "-f", source])
+    if action.action == "upgrade":
+        return Step(id="gateway-api-crds", kind="crds", argv=argv, timeout=300,
+                    title=f"upgrade Gateway API CRDs {action.previous} -> {action.version} ({action.channel})",
+                    note=(f"installed {action.previous} ({action.channel}) owned by {action.owner or 'unknown'}; "
+                          f"upgraded in their own channel, after you agreed; they stay theirs (not marked "
+                          "as this tool's, kept by uninstall)"))
+    return Step(id="gateway-api-crds", kind="crds", argv=argv, timeout=300,
+                title=f"Gateway API CRDs {action.version} ({action.channel}{', server-side' if server_side else ''})",
+                undo=["kubectl", "delete", "-f", source],
+                note="none installed: applied and marked app.kubernetes.io/managed-by=ambient-tui")
 
 
-def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None) -> Plan:
+def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None,
+                       facts: ClusterFacts | None = None) -> Plan:
     cat = cat or catalog.load()
     rel, version = cat.resolve(settings.istio_version)
     ns = settings.namespace
@@ -103,29 +162,33 @@ def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None) -
                       "gateway_api": rel.gateway_api.version,
                       "eol": str(rel.eol) if rel.is_eol() else "",
                       "chart_source": settings.chart_source})
-    crds = [] if settings.gateway_api_present else [gateway_api_step(settings, cat, rel)]
+    gw_step = gateway_api_step(settings, cat, rel, facts.gateway_api if facts else None)
+    crds = [gw_step] if gw_step is not None else []
+    record = [facts.record_step] if facts is not None and facts.record_step is not None else []
 
     if settings.method == "istioctl":
-        plan.phases.append(Phase("crds", "Gateway API CRDs", crds))
+        plan.phases.append(Phase("crds", "Gateway API CRDs", crds + record))
         argv = ["istioctl", "install", "--set", "profile=ambient", "--skip-confirmation"]
         if settings.gateway:
             argv += ["--set", "components.ingressGateways[0].name=istio-ingressgateway",
                      "--set", "components.ingressGateways[0].enabled=true"]
         plan.phases.append(Phase("install", "Install with istioctl", [
             Step("istioctl-install", f"istioctl install (profile ambient) {version}", argv=argv,
-                 timeout=900, undo=["istioctl", "uninstall", "--purge", "-y"])]))
+                 timeout=900, undo=["istioctl", "uninstall", "--purge", "-y"], kind="istioctl-install",
+                 watches=("istiod", "istio-cni-node", "ztunnel"))]))
     elif settings.method == "helm":
         by_name = {c[0]: c for c in COMPONENTS}
 
         def step(name: str, wait: bool = True, group: str | None = None, namespace: str = ns) -> Step:
             release, chart, chart_dir, sets = by_name[name]
-            return _helm_step(settings, cat, version, release, chart, chart_dir, sets, namespace, wait, group)
+            return _helm_step(settings, cat, version, release, chart, chart_dir, sets, namespace, wait,
+                              group, facts)
 
         # Istio's CRDs and the Gateway API's are independent: they are applied together.
         for s in crds:
             s.group = "crds"
         plan.phases.append(Phase("crds", "CRDs: Istio base and Gateway API",
-                                 [step("istio-base", group="crds" if crds else None), *crds]))
+                                 [step("istio-base", group="crds" if crds else None), *crds, *record]))
         plan.phases.append(Phase("control-plane", "istiod (profile ambient)", [step("istiod")]))
         plan.phases.append(Phase("data-plane", "istio-cni and ztunnel", [
             step("istio-cni", wait=False, group="node-agents"), step("ztunnel", wait=False, group="node-agents")]))
@@ -138,16 +201,18 @@ def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None) -
     # The three readiness checks only read: they run together. The node agents' checks get the 10
     # minutes their helm steps would have waited (a DaemonSet on many nodes takes a while).
     plan.phases.append(Phase("verify", "Verify", [
-        Step("verify-istiod", "istiod Ready", timeout=300, group="verify",
+        Step("verify-istiod", "istiod Ready", timeout=300, group="verify", kind="verify", watches=("istiod",),
              argv=["kubectl", "rollout", "status", "deployment/istiod", "-n", ns, "--timeout=5m"]),
-        Step("verify-istio-cni", "istio-cni Ready on every node", timeout=660, group="verify",
+        Step("verify-istio-cni", "istio-cni Ready on every node", timeout=660, group="verify", kind="verify",
+             watches=("istio-cni-node",),
              argv=["kubectl", "rollout", "status", "daemonset/istio-cni-node", "-n", ns, "--timeout=10m"]),
-        Step("verify-ztunnel", "ztunnel Ready on every node", timeout=660, group="verify",
+        Step("verify-ztunnel", "ztunnel Ready on every node", timeout=660, group="verify", kind="verify",
+             watches=("ztunnel",),
              argv=["kubectl", "rollout", "status", "daemonset/ztunnel", "-n", ns, "--timeout=10m"]),
     ]))
     if settings.enroll:
         plan.phases.append(Phase("enroll", "Enrol namespaces", [
-            Step(f"enroll-{n}", f"enrol namespace {n}", timeout=60,
+            Step(f"enroll-{n}", f"enrol namespace {n}", timeout=60, kind="enroll",
                  argv=["kubectl", "label", "namespace", n, "istio.io/dataplane-mode=ambient", "--overwrite"],
                  undo=["kubectl", "label", "namespace", n, "istio.io/dataplane-mode-"])
             for n in settings.enroll]))

@@ -14,10 +14,6 @@ which asks helm; the TUI and the headless install both call these.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 from ambient_tui.checks.model import FAIL
@@ -62,6 +58,27 @@ class Repair:
                 RETRY: "helm upgrade --install retries a failed release; no repair step needed"}[self.action]
         by = f" (interrupted step {self.step})" if self.step else ""
         return f"release {self.namespace}/{self.release} is {self.status} at revision {self.revision}{by}: {what}"
+
+    def argv(self, kube_context: str | None = None, kubeconfig: str | None = None) -> list[str] | None:
+        """The helm command of the repair (None for retry): the plan's step and the advice."""
+        from ambient_tui.tools.helm import target_flags
+
+        flags = target_flags(kubeconfig, kube_context)
+        if self.action == ROLLBACK:
+            return ["helm", "rollback", self.release, str(self.to_revision), "--namespace", self.namespace, *flags]
+        if self.action == UNINSTALL:
+            return ["helm", "uninstall", self.release, "--namespace", self.namespace, "--wait",
+                    "--timeout", "5m", *flags]
+        return None
+
+    def advice(self) -> str:
+        """What a person would run by hand: the same rule the install's repair follows."""
+        import shlex
+
+        cmd = self.argv()
+        if cmd is None:
+            return f"ambient-tui install retries {self.release} ({self.status}) with helm upgrade --install"
+        return shlex.join(cmd) + ", then run the install again"
 
 
 def interrupted_steps(journal: JournalRead) -> list[Interrupted]:
@@ -114,6 +131,23 @@ def rollback_target(history: list[dict], revision: int) -> int | None:
     return max(ok) if ok else None
 
 
+def repair_for(row: dict, history: list[dict], step: str | None = None) -> Repair | None:
+    """The one rule for a stuck release: roll back only to a revision that was deployed,
+    otherwise uninstall and retry (helm rollback of a first install fails: "release has no
+    0 version"); a failed release is retried as it is. None: the release is not stuck."""
+    status = row.get("status", "")
+    if status not in PENDING and status != "failed":
+        return None
+    name, ns = row["name"], row["namespace"]
+    rev = int(row.get("revision") or 0)
+    if status == "failed":
+        return Repair(name, ns, status, rev, RETRY, step=step)
+    target = rollback_target(history, rev)
+    if target is not None:
+        return Repair(name, ns, status, rev, ROLLBACK, target, step)
+    return Repair(name, ns, status, rev, UNINSTALL, step=step)
+
+
 def find_repairs(journal: JournalRead | None, releases: list[dict],
                  histories: dict[tuple[str, str], list[dict]] | None = None) -> list[Repair]:
     """Repairs for releases that are pending (or failed), from `helm list -a` rows and histories.
@@ -128,38 +162,26 @@ def find_repairs(journal: JournalRead | None, releases: list[dict],
             by_release[name] = s.step
     out = []
     for r in releases:
-        status = r.get("status", "")
-        if status not in PENDING and status != "failed":
-            continue
-        name, ns = r["name"], r["namespace"]
-        rev = int(r.get("revision") or 0)
-        step = by_release.get(name)
-        if status == "failed":
-            out.append(Repair(name, ns, status, rev, RETRY, step=step))
-            continue
-        target = rollback_target((histories or {}).get((ns, name), []), rev)
-        if target is not None:
-            out.append(Repair(name, ns, status, rev, ROLLBACK, target, step))
-        else:
-            out.append(Repair(name, ns, status, rev, UNINSTALL, step=step))
+        rep = repair_for(r, (histories or {}).get((r["namespace"], r["name"]), []), by_release.get(r["name"]))
+        if rep is not None:
+            out.append(rep)
     return out
 
 
 def repair_steps(repairs: list[Repair], kube_context: str | None = None) -> list[Step]:
     """The helm commands that unstick the releases; `retry` repairs need none."""
-    ctx = ["--kube-context", kube_context] if kube_context else []
     steps = []
     for r in repairs:
+        argv = r.argv(kube_context)
+        if argv is None:
+            continue
         if r.action == ROLLBACK:
-            steps.append(Step(f"repair-{r.release}", f"repair: roll back {r.release} to revision {r.to_revision}",
-                              argv=["helm", "rollback", r.release, str(r.to_revision), "--namespace",
-                                    r.namespace, *ctx], timeout=600,
-                              note=f"{r.release} was left {r.status} by an interrupted run"))
-        elif r.action == UNINSTALL:
-            steps.append(Step(f"repair-{r.release}", f"repair: uninstall {r.release} ({r.status}) before retrying",
-                              argv=["helm", "uninstall", r.release, "--namespace", r.namespace, "--wait",
-                                    "--timeout", "5m", *ctx], timeout=600,
-                              note=f"{r.release} was left {r.status} with no deployed revision"))
+            title = f"repair: roll back {r.release} to revision {r.to_revision}"
+            note = f"{r.release} was left {r.status} by an interrupted run"
+        else:
+            title = f"repair: uninstall {r.release} ({r.status}) before retrying"
+            note = f"{r.release} was left {r.status} with no deployed revision"
+        steps.append(Step(f"repair-{r.release}", title, argv=argv, timeout=600, note=note, kind="repair"))
     return steps
 
 
@@ -186,28 +208,11 @@ def blocking(results, fixed: set[str], repairs: list[Repair], releases: list[dic
 
 # -- asking helm --------------------------------------------------------------------------
 
-def _helm(args: list[str], env: dict | None, kubeconfig: str | None, context: str | None,
-          timeout: float) -> str:
-    full_env = {**os.environ, **(env or {})}
-    exe = shutil.which("helm", path=full_env.get("PATH"))
-    if not exe:
-        raise RuntimeError("helm not found on PATH")
-    argv = [exe, *args]
-    if kubeconfig:
-        argv += ["--kubeconfig", kubeconfig]
-    if context:
-        argv += ["--kube-context", context]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env,
-                       stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        raise RuntimeError(f"helm {' '.join(args[:2])} failed: {r.stderr.strip()[:200]}")
-    return r.stdout
-
-
 def release_history(name: str, namespace: str, env: dict | None = None, kubeconfig: str | None = None,
                     context: str | None = None, timeout: float = 30) -> list[dict]:
-    out = _helm(["history", name, "--namespace", namespace, "-o", "json"], env, kubeconfig, context, timeout)
-    return json.loads(out or "[]")
+    from ambient_tui.tools import helm
+
+    return helm.history(name, namespace, env, kubeconfig, context, timeout)
 
 
 def stuck_releases(releases: list[dict], env: dict | None = None, kubeconfig: str | None = None,

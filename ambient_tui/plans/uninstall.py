@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ WAYPOINT_CLASS = "istio-waypoint"
 GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 GATEWAY_API_GROUPS = (GATEWAY_API_GROUP, "gateway.networking.x-k8s.io")
 GATEWAY_API_STEP = "gateway-api-crds"  # the install plan's step id
+MANAGED_BY, TOOL = "app.kubernetes.io/managed-by", "ambient-tui"  # = plans.install_record
 # Removal rank by chart name: gateway first, base last.
 CHART_ORDER = {"gateway": 0, "ztunnel": 1, "cni": 2, "istiod": 3, "base": 4}
 RELEASE_NAMES = {"istio-ingress": "gateway", "ztunnel": "ztunnel", "istio-cni": "cni",
@@ -86,7 +86,9 @@ class Discovery:
     gateway_api_crds: list[str] = field(default_factory=list)
     # Gateway API objects that would lose their CRDs (waypoints excluded: they go first).
     gateway_api_users: list[Obj] = field(default_factory=list)
-    gateway_api_by_tool: bool = False
+    # The Gateway API CRDs this tool created: labelled app.kubernetes.io/managed-by=ambient-tui
+    # or named in its in-cluster record (plans/install_record.py). Only these are ever deleted.
+    gateway_api_owned: list[str] = field(default_factory=list)
     # The Gateway API release's own admission policies (safe-upgrades), removed with its CRDs.
     gateway_api_policies: list[Obj] = field(default_factory=list)
     # enrolled namespace -> the Istio labels it carries
@@ -107,7 +109,13 @@ class Discovery:
     release_namespaces_kept: dict[str, str] = field(default_factory=dict)
     # The VPC CNI enforcing-mode change this tool made and has not reverted (from the journal).
     cni_change: EnforcingModeChange | None = None
+    # The in-cluster record kube-system/ambient-tui-install exists (it is deleted last).
+    install_record: bool = False
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def gateway_api_by_tool(self) -> bool:
+        return bool(self.gateway_api_owned)
 
     @property
     def istioctl_install(self) -> bool:
@@ -160,25 +168,27 @@ def api_client(kubeconfig: str | None = None, context: str | None = None):
 
 
 def _kube_flags(kubeconfig: str | None, context: str | None, tool: str) -> list[str]:
+    if tool == "helm":
+        from ambient_tui.tools.helm import target_flags
+
+        return target_flags(kubeconfig, context)
     out = []
     if kubeconfig:
         out += ["--kubeconfig", kubeconfig]
     if context:
-        out += ["--kube-context" if tool == "helm" else "--context", context]
+        out += ["--context", context]
     return out
 
 
 def _helm(args: list[str], helm: str, env: dict | None) -> str:
+    from ambient_tui.tools import helm as helm_tool
+
     try:
-        proc = subprocess.run([helm, *args], capture_output=True, text=True, timeout=120, env=env)
-    except FileNotFoundError:
-        raise DiscoveryError(f"{helm} is not installed or not on PATH; it is needed to list "
-                             "the Istio releases") from None
-    except subprocess.TimeoutExpired:
-        raise DiscoveryError(f"`helm {' '.join(args)}` did not answer within 120s") from None
-    if proc.returncode != 0:
-        raise DiscoveryError(f"`helm {' '.join(args)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc.stdout
+        # env is the whole environment here (as subprocess takes it); the wrapper merges.
+        return helm_tool.run(args, env, timeout=120, helm=helm)
+    except helm_tool.HelmError as e:
+        raise DiscoveryError(f"{e}; it is needed to list the Istio releases"
+                             if "not found" in str(e) else str(e)) from None
 
 
 def split_chart(chart: str) -> tuple[str, str]:
@@ -379,10 +389,15 @@ def discover(kubeconfig: str | None = None, context: str | None = None, helm: st
                 d.gateway_api_users.append(obj)
     d.waypoints.sort()
     d.gateway_api_users.sort()
+    # Ownership from the cluster, not from this machine's journal: the same list from anywhere.
+    record = read_record(core)
+    d.install_record = bool(record)
+    named = record.get("gateway-api-crds") if isinstance(record.get("gateway-api-crds"), dict) else {}
+    d.gateway_api_owned = sorted(c.metadata.name for c in gw_crds
+                                 if (c.metadata.labels or {}).get(MANAGED_BY) == TOOL
+                                 or named.get(c.metadata.name) == c.metadata.uid)
     records = journal_records(journal_path)
-    d.gateway_api_by_tool = any(rec.get("type") == "step-end" and rec.get("step") == GATEWAY_API_STEP
-                                and rec.get("state") == "succeeded" for rec in records)
-    d.cni_change = unreverted_change(records)
+    d.cni_change = unreverted_change(records) or _recorded_cni_change(record)
     adm = client.AdmissionregistrationV1Api(api)
     for kind, lister in (("ValidatingAdmissionPolicyBinding", adm.list_validating_admission_policy_binding),
                          ("ValidatingAdmissionPolicy", adm.list_validating_admission_policy)):
@@ -501,6 +516,28 @@ def _discover_release_namespaces(d: Discovery, core, apps, kubeconfig, context, 
             d.release_namespaces_to_delete.append(ns)
 
 
+def read_record(core) -> dict:
+    """The install record's fields ({} when absent or unreadable: then only labels count)."""
+    from kubernetes.client.rest import ApiException
+
+    from ambient_tui.plans import install_record
+
+    try:
+        cm = core.read_namespaced_config_map(install_record.NAME, install_record.NAMESPACE)
+    except ApiException as e:
+        if e.status in (403, 404):
+            return {}
+        raise _api_error(e, f"read configmap {install_record.NAMESPACE}/{install_record.NAME}") from None
+    return install_record.decode(cm.data)
+
+
+def _recorded_cni_change(record: dict) -> EnforcingModeChange | None:
+    from ambient_tui.checks.vpc_cni import RECORD_PREFIX, parse_record
+
+    data = record.get("vpc-cni")
+    return parse_record([RECORD_PREFIX + json.dumps(data)]) if isinstance(data, dict) else None
+
+
 # --- the plan ------------------------------------------------------------------------------
 
 def gateway_api_decision(d: Discovery, opts: Options) -> tuple[bool, str]:
@@ -510,8 +547,8 @@ def gateway_api_decision(d: Discovery, opts: Options) -> tuple[bool, str]:
     if not opts.purge_crds:
         return False, "Gateway API CRDs are kept (pass --purge-crds to consider removing them)"
     if not d.gateway_api_by_tool:
-        return False, ("Gateway API CRDs are kept: this tool did not install them (the journal has "
-                       "no succeeded gateway-api-crds step), so something else may own them")
+        return False, ("Gateway API CRDs are kept: this tool did not install them (none is labelled "
+                       f"{MANAGED_BY}={TOOL} or named in its record), so something else owns them")
     if d.gateway_api_users:
         shown = ", ".join(o.ref for o in d.gateway_api_users[:5])
         more = f" and {len(d.gateway_api_users) - 5} more" if len(d.gateway_api_users) > 5 else ""
@@ -634,11 +671,11 @@ def build_uninstall_plan(d: Discovery, opts: Options | None = None, context: str
     remove_gw, _ = gateway_api_decision(d, opts)
     if remove_gw:
         plan.phases.append(Phase("gateway-api-crds", "Remove the Gateway API CRDs", [
-            Step("delete-gateway-api-crds", f"delete {len(d.gateway_api_crds)} Gateway API CRDs",
-                 timeout=300, argv=[*kctl, "delete", "customresourcedefinition", *d.gateway_api_crds,
+            Step("delete-gateway-api-crds", f"delete {len(d.gateway_api_owned)} Gateway API CRDs this tool created",
+                 timeout=300, argv=[*kctl, "delete", "customresourcedefinition", *d.gateway_api_owned,
                                     "--ignore-not-found", "--wait=false"]),
              Step("wait-gateway-api-crds", "wait until the Gateway API CRDs are gone", timeout=300,
-                  api=wait_crds_gone(d.gateway_api_crds, kubeconfig, context))]
+                  api=wait_crds_gone(d.gateway_api_owned, kubeconfig, context))]
             + ([Step("delete-gateway-api-policies", "delete the Gateway API admission policies", timeout=60,
                      argv=[*kctl, "delete", ",".join(sorted({f"{resource_of(o)[1]}.{resource_of(o)[0]}"
                                                              for o in d.gateway_api_policies})),
@@ -663,7 +700,33 @@ def build_uninstall_plan(d: Discovery, opts: Options | None = None, context: str
 
         plan.phases.append(Phase("revert-cni", "Revert the VPC CNI change", revert_enforcing_mode_steps(
             lambda: load_client(kubeconfig, context), d.cni_change)))
+    if d.install_record:
+        plan.phases.append(Phase("record", "This tool's install record", [
+            forget_record_step(kubeconfig, context, keep_cni=d.cni_change is not None and not opts.revert_cni)]))
     return plan
+
+
+def forget_record_step(kubeconfig: str | None, context: str | None, keep_cni: bool) -> Step:
+    """Delete kube-system/ambient-tui-install; keep only its VPC CNI entry while that change is
+    still in force (a later `uninstall --revert-cni` from any machine needs it)."""
+    from ambient_tui.plans import install_record as rec
+
+    def func() -> list[str]:
+        from ambient_tui.cluster.client import load_client
+
+        kube = load_client(kubeconfig, context)
+        if keep_cni:
+            cni = rec.read(kube).get("vpc-cni")
+            fields = {k: None for k in rec.read(kube) if k != "vpc-cni"}
+            rec.update(kube, **fields, **({"vpc-cni": cni} if cni else {}))
+            return [f"configmap {rec.NAMESPACE}/{rec.NAME}: only the VPC CNI change is kept (not reverted)"]
+        rec.delete(kube)
+        return [f"configmap {rec.NAMESPACE}/{rec.NAME} deleted"]
+
+    what = ("keep only the VPC CNI entry of" if keep_cni else "delete")
+    return Step("forget-install-record", f"{what} ConfigMap {rec.NAMESPACE}/{rec.NAME}", timeout=60,
+                kind="record", api=ApiCall(f"{'PUT' if keep_cni else 'DELETE'} v1 ConfigMap "
+                                           f"{rec.NAMESPACE}/{rec.NAME}", func))
 
 
 def deletion_list(d: Discovery, opts: Options | None = None) -> list[str]:
@@ -686,7 +749,7 @@ def deletion_list(d: Discovery, opts: Options | None = None) -> list[str]:
         out += [f"CustomResourceDefinition {n}" for n in d.istio_crds
                 if not (d.istioctl_install and n in d.istioctl_crds)]
     if gateway_api_decision(d, opts)[0]:
-        out += [f"CustomResourceDefinition {n}" for n in d.gateway_api_crds]
+        out += [f"CustomResourceDefinition {n}" for n in d.gateway_api_owned]
         out += [o.ref for o in d.gateway_api_policies]
     out += [p.ref for p in d.netpols]
     out += [f"Namespace {ns} (the gateway release was the last thing in it)"
@@ -695,6 +758,8 @@ def deletion_list(d: Discovery, opts: Options | None = None) -> list[str]:
         out.append(f"Namespace {d.istio_namespace} (and everything left in it)")
     if opts.revert_cni and d.cni_change is not None:
         out.append(f"revert VPC CNI enforcing mode to {d.cni_change.shown} ({d.cni_change.where})")
+    if d.install_record and not (d.cni_change is not None and not opts.revert_cni):
+        out.append("ConfigMap kube-system/ambient-tui-install (this tool's install record)")
     return out
 
 
@@ -777,7 +842,7 @@ def required_permissions(d: Discovery, opts: Options | None = None) -> list[Perm
                   for n in d.istio_crds]
     if gateway_api_decision(d, opts)[0]:
         perms += [Permission("delete", "apiextensions.k8s.io", "customresourcedefinitions", name=n)
-                  for n in d.gateway_api_crds]
+                  for n in d.gateway_api_owned]
         perms += [Permission("delete", *resource_of(o), name=o.name) for o in d.gateway_api_policies]
     if d.istioctl_install:
         for o in d.istioctl_resources:
@@ -836,7 +901,8 @@ def verify(before: Discovery, after: Discovery, opts: Options | None = None,
     if opts.purge_crds:
         left += [Leftover(f"CustomResourceDefinition {n}", f"{k} delete crd {n}") for n in after.istio_crds]
     if gateway_api_decision(before, opts)[0]:
-        left += [Leftover(f"CustomResourceDefinition {n}", f"{k} delete crd {n}") for n in after.gateway_api_crds]
+        left += [Leftover(f"CustomResourceDefinition {n}", f"{k} delete crd {n}") for n in after.gateway_api_crds
+                 if n in before.gateway_api_owned]
         left += [Leftover(o.ref, f"{k} delete {resource_of(o)[1]} {o.name}") for o in after.gateway_api_policies]
     if not opts.keep_namespace_labels:
         left += [Leftover(f"label {AMBIENT_LABEL} on Namespace {ns}",

@@ -142,7 +142,9 @@ class UninstallSession:
         from ambient_tui.checks.vpc_cni import MODE_VAR, env_of
 
         try:
-            if change.managed:
+            # A record with the add-on's configuration took `previous` from aws-node, what is in
+            # force; an older record took it from the add-on's configurationValues.
+            if change.managed and change.addon_config is None:
                 from ambient_tui.aws import eks
 
                 addon = eks.describe_vpc_cni_addon(change.cluster, change.region)

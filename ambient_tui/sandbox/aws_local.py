@@ -257,7 +257,7 @@ class FrontHandler(BaseHTTPRequestHandler):
                 st.updates[upd_id] = {**upd, "status": "Successful"}
             if name == "vpc-cni" and env and st.api is not None:
                 # What the managed add-on does: roll the env onto the DaemonSet.
-                from .control_plane import set_aws_node_env
+                from .kube_api import set_aws_node_env
                 try:
                     set_aws_node_env(st.api, {k: str(v) for k, v in env.items()})
                 except Exception as e:  # noqa: BLE001 - reported in the update's errors
@@ -327,11 +327,11 @@ def serve(state_dir: Path, port: int) -> None:
 
     from moto.server import ThreadedMotoServer
 
-    from .control_plane import Api
+    from .kube_api import Api
     info = json.loads((state_dir / "state.json").read_text())
     (state_dir / "aws-config").write_text("")  # empty: no profiles leak in from the user
     (state_dir / "aws-credentials").write_text("")
-    from .control_plane import free_port
+    from .kube_api import free_port
     mport = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=mport, verbose=False)
     moto.start()

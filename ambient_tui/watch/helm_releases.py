@@ -173,10 +173,13 @@ def fix_for(history: list[Release]) -> Fix | None:
     cur = revs[-1]
     if not cur.needs_attention:
         return None
-    good = [r for r in revs[:-1] if r.status in (DEPLOYED, "superseded")]
-    deployed = [r for r in good if r.status == DEPLOYED] or good
-    if deployed:
-        to = deployed[-1]
+    # The install's repair rule (plans/repair.py): only a revision that was deployed.
+    from ambient_tui.plans.repair import rollback_target
+
+    target = rollback_target([{"revision": r.revision, "status": r.status, "description": r.description}
+                              for r in revs], cur.revision)
+    if target is not None:
+        to = next(r for r in revs if r.revision == target)
         return Fix("rollback", rollback_argv(cur.name, to.revision, cur.namespace),
                    f"{cur.status} at revision {cur.revision}; revision {to.revision} was "
                    f"{to.status}: roll back to it", to.revision)

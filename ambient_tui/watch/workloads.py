@@ -22,17 +22,10 @@ KINDS = (DEPLOYMENTS, DAEMONSETS)
 ISTIO_WORKLOADS = {"istiod": DEPLOYMENTS, "istio-cni-node": DAEMONSETS, "ztunnel": DAEMONSETS}
 SHORT = {"istiod": "istiod", "istio-cni-node": "cni", "ztunnel": "ztunnel"}
 
-# Which workloads a plan step waits for (helm --wait, rollout status, istioctl install).
-_STEP_WORKLOADS = {
-    "helm-istiod": ("istiod",), "verify-istiod": ("istiod",),
-    "helm-istio-cni": ("istio-cni-node",), "verify-istio-cni": ("istio-cni-node",),
-    "helm-ztunnel": ("ztunnel",), "verify-ztunnel": ("ztunnel",),
-    "istioctl-install": ("istiod", "istio-cni-node", "ztunnel"),
-}
-
-
-def workloads_for_step(step_id: str) -> tuple[str, ...]:
-    return _STEP_WORKLOADS.get(step_id, ())
+def workloads_for_step(step) -> tuple[str, ...]:
+    """The workloads a plan step waits for (helm --wait, rollout status, istioctl install):
+    what the plan declared on the step (Step.watches), never guessed from its id."""
+    return tuple(w for w in getattr(step, "watches", ()) if w in ISTIO_WORKLOADS)
 
 
 @dataclass(frozen=True)

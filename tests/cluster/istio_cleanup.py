@@ -44,6 +44,9 @@ def clean_cluster(env, extra_namespaces=(), timeout: float = 300) -> None:
     crds = [c for c in sh(env, "kubectl", "get", "crd", "-o", "name").stdout.split() if c.endswith(CRD_SUFFIXES)]
     if crds:
         sh(env, "kubectl", "delete", "--wait=false", "--ignore-not-found", *crds)
+    # The tool's in-cluster install record (plans/install_record.py).
+    sh(env, "kubectl", "delete", "configmap", "ambient-tui-install", "-n", "kube-system", "--ignore-not-found",
+       check=False)
     namespaces = (*ISTIO_NAMESPACES, *extra_namespaces)
     sh(env, "kubectl", "delete", "namespace", *namespaces, "--ignore-not-found", "--wait=false")
     t0 = time.monotonic()

@@ -206,7 +206,7 @@ async def test_tui_after_a_hard_kill_shows_the_interrupted_step_repairs_and_cont
     from ambient_tui.engine.journal import Journal
     from ambient_tui.engine.plan import StepState
     from ambient_tui.engine.runner import Runner
-    from ambient_tui.plans.install import build_install_plan
+    from ambient_tui.plans.install_session import InstallSession
     from ambient_tui.settings import Settings
     from screens.app import AmbientApp
 
@@ -218,10 +218,12 @@ async def test_tui_after_a_hard_kill_shows_the_interrupted_step_repairs_and_cont
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     settings = Settings(istio_version="1.31.0", chart_source=str(tools.charts),
                         gateway_api_file=str(Path(tools.gateway_api) / "experimental-install.yaml"))
-    plan = build_install_plan(settings)
+    # The same install session as `install` decides the plan once preflight has read the cluster.
+    session = InstallSession(settings, kubeconfig=str(kubeconfig), env=env)
+    plan = session.initial_plan()
     runner = Runner(plan, journal=Journal(journal_file), env=env)  # the same cluster journal
     app = AmbientApp(plan, runner, context=journal_file.stem, istio_version="1.31.0",
-                     keymap_path=tmp_path / "none.yaml", kubeconfig=str(kubeconfig),
+                     keymap_path=tmp_path / "none.yaml", kubeconfig=str(kubeconfig), install_session=session,
                      check_context_factory=lambda: CheckContext(settings, kubeconfig=str(kubeconfig),
                                                                 env=env))
     async with app.run_test(size=(120, 40)) as pilot:

@@ -23,7 +23,7 @@ from ambient_tui.checks.model import FAIL, CheckContext
 from ambient_tui.engine.journal import Journal
 from ambient_tui.engine.plan import StepState
 from ambient_tui.engine.runner import Runner
-from ambient_tui.plans.install import build_install_plan
+from ambient_tui.plans.install_session import InstallSession
 from ambient_tui.sandbox import build
 from ambient_tui.settings import Settings
 from screens.app import AmbientApp
@@ -117,10 +117,11 @@ async def test_full_install_from_the_tui(admin_env, kubeconfig, tools, clean_clu
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     settings = Settings(istio_version=build.ISTIO_VERSION, chart_source=str(tools.charts),
                         gateway_api_file=str(clean_cluster), enroll=[app_namespace])
-    plan = build_install_plan(settings)
+    session = InstallSession(settings, kubeconfig=str(kubeconfig), env=admin_env)
+    plan = session.initial_plan()
     runner = Runner(plan, journal=Journal(tmp_path / "journal.jsonl"), env=admin_env)
     app = AmbientApp(plan, runner, context="sandbox", istio_version=build.ISTIO_VERSION,
-                     keymap_path=tmp_path / "none.yaml", kubeconfig=str(kubeconfig),
+                     keymap_path=tmp_path / "none.yaml", kubeconfig=str(kubeconfig), install_session=session,
                      check_context_factory=lambda: CheckContext(settings, kubeconfig=str(kubeconfig),
                                                                 env=admin_env))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -241,11 +242,12 @@ async def test_preflight_fix_from_the_tui(admin_env, kubeconfig, tools, aws_loca
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     settings = Settings(istio_version="1.28.6", chart_source=str(tools.charts))
-    plan = build_install_plan(settings)
+    session = InstallSession(settings, kubeconfig=str(kubeconfig), env=admin_env)
+    plan = session.initial_plan()
     releases_before = helm_releases(admin_env)
     updates_before = len([c for c in aws_local.calls() if c["op"] == "UpdateAddon"])
     app = AmbientApp(plan, Runner(plan, env=admin_env), context="sandbox", keymap_path=tmp_path / "none.yaml",
-                     kubeconfig=str(kubeconfig),
+                     kubeconfig=str(kubeconfig), install_session=session,
                      check_context_factory=lambda: CheckContext(settings, kubeconfig=str(kubeconfig),
                                                                 env=admin_env))
     async with app.run_test(size=(120, 40)) as pilot:

@@ -93,10 +93,12 @@ def make_plan() -> Plan:
     return Plan(title="Install Istio 1.28.0 ambient (helm)", phases=[
         Phase("base", "Istio base (CRDs)", [Step("helm-istio-base", "helm: istio-base (base)", argv=["true"])]),
         Phase("control-plane", "istiod (profile ambient)", [
-            Step("helm-istiod", "helm: istiod (istiod)", argv=["true"])]),
+            Step("helm-istiod", "helm: istiod (istiod)", argv=["true"], kind="helm-release", watches=("istiod",))]),
         Phase("data-plane", "istio-cni and ztunnel", [
-            Step("helm-istio-cni", "helm: istio-cni (cni)", argv=["true"], group="node-agents"),
-            Step("helm-ztunnel", "helm: ztunnel (ztunnel)", argv=["true"], group="node-agents")]),
+            Step("helm-istio-cni", "helm: istio-cni (cni)", argv=["true"], group="node-agents",
+                 kind="helm-release", watches=("istio-cni-node",)),
+            Step("helm-ztunnel", "helm: ztunnel (ztunnel)", argv=["true"], group="node-agents",
+                 kind="helm-release", watches=("ztunnel",))]),
         Phase("local", "Local", [Step("hello", "Say hello", argv=["printf", "hello\\n"])]),
     ])
 

@@ -64,11 +64,12 @@ class StubContext:
         return self.kube
 
 
-def vpc_fail(managed=False) -> Check:
+def vpc_fail(managed=False, ds_managers=()) -> Check:
     return Check("vpc-cni", "VPC CNI and security groups for pods", FAIL,
                  f"aws-node present (self-managed); ENABLE_POD_ENI=true; SecurityGroupPolicies: 1; {MODE}=strict",
                  f"kubectl -n kube-system set env daemonset/aws-node {MODE}=standard",
-                 data={"managed": managed, "pod_eni": True, "sgp_count": 1, "enforcing_mode": "strict"})
+                 data={"managed": managed, "pod_eni": True, "sgp_count": 1, "enforcing_mode": "strict",
+                       "ds_managers": list(ds_managers)})
 
 
 def make_plan() -> Plan:
@@ -159,8 +160,9 @@ async def test_text_only_fix_is_shown_as_a_command_and_not_added():
     specs = [("gateway-api", "Gateway API CRDs", lambda c: Check(
         "gateway-api", "Gateway API CRDs", FAIL, "v0.8 installed; 1.2 needed",
         "kubectl apply --server-side -f standard-install.yaml"), 5),
-        # managed add-on without a known EKS cluster: which way the fix goes is unknown.
-        ("vpc-cni", "VPC CNI", lambda c: vpc_fail(managed=None), 5)]
+        # No AWS access, and the EKS add-on manages aws-node: which way the fix goes is unknown
+        # (the same rule as `install --fix`: checks/vpc_cni.fix_target).
+        ("vpc-cni", "VPC CNI", lambda c: vpc_fail(managed=None, ds_managers=["eks"]), 5)]
     app = make_app(specs)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(lambda: app.screen.preflight_done)

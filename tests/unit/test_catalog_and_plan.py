@@ -116,7 +116,10 @@ def test_oci_and_local_chart_sources(tmp_path):
 
 
 def test_istioctl_method_and_enrolment():
-    plan = build_install_plan(Settings(method="istioctl", enroll=["shop", "pay"], gateway_api_present=True))
+    from ambient_tui.plans.install import ClusterFacts, GatewayApiAction
+
+    keep = ClusterFacts(gateway_api=GatewayApiAction("keep", "v1.5.1", "standard", previous="v1.5.1"))
+    plan = build_install_plan(Settings(method="istioctl", enroll=["shop", "pay"]), facts=keep)
     assert plan.step("istioctl-install").argv == ["istioctl", "install", "--set", "profile=ambient", "--skip-confirmation"]
     assert "gateway-api-crds" not in [s.id for s in plan.steps]
     assert plan.step("enroll-shop").argv[-2:] == ["istio.io/dataplane-mode=ambient", "--overwrite"]

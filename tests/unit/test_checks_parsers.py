@@ -8,7 +8,7 @@ from ambient_tui.checks import parsers
 from ambient_tui.checks.model import Check, Skip
 from ambient_tui.checks.runner import run_checks_async, start_order
 from ambient_tui.aws.eks import addon_config, cluster_from_context
-from ambient_tui.commands.install import already_installed
+from ambient_tui.plans.install_session import already_installed
 from ambient_tui.settings import Settings
 
 HELM_LIST = json.dumps([

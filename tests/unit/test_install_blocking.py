@@ -39,26 +39,32 @@ def test_the_ambient_wrapper_chart_always_blocks():
     assert ids(blocking(RESULTS, {"vpc-cni"}, repairs, releases)) == ["existing-istio"]
 
 
-class FakeCtx:
-    """Stands in for CheckContext: building the steps does not touch the cluster."""
-
-    def client(self):
-        return object()
+SG = {"pod_eni": True, "sgp_count": 1}
 
 
-def test_fix_steps_follow_the_check_managed_or_self_managed():
-    from ambient_tui.commands.install import fix_steps_for
+def test_one_fix_rule_for_install_and_the_tui():
+    """checks/vpc_cni.fix_target decides for `install --fix` and the TUI's `f` alike."""
+    from ambient_tui.checks.vpc_cni import enforcing_mode_fix_steps, fix_target
 
-    strict = Check("vpc-cni", "v", FAIL, "strict", "aws eks update-addon ...", data={"managed": True})
+    strict = Check("vpc-cni", "v", FAIL, "strict", "aws eks update-addon ...", data={**SG, "managed": True})
     eks = {"aws-eks": Check("aws-eks", "a", PASS, data={"cluster": "prod", "region": "eu-west-1"})}
-    steps = fix_steps_for(strict, FakeCtx(), eks)
+    target, _ = fix_target(strict, eks)
+    assert target == {"managed": True, "cluster": "prod", "region": "eu-west-1"}
+    steps = enforcing_mode_fix_steps(object(), **target)
     assert [s.id for s in steps] == ["fix-sg-enforcing-mode", "list-pods-to-restart"]
+    assert [s.kind for s in steps] == ["fix", "fix"]
     assert "UpdateAddon prod/vpc-cni" in steps[0].command
-    # Without AWS access managed is unknown: the DaemonSet path, shown as such in the plan.
-    unknown = Check("vpc-cni", "v", FAIL, "strict", "kubectl -n kube-system set env ...", data={"managed": None})
-    assert "PATCH apps/v1 DaemonSet kube-system/aws-node" in fix_steps_for(unknown, FakeCtx(), {})[0].command
-    # A warning with a fix (strict mode on a release with the probe fix) is fixable too;
-    # a pass, or a warning without a fix (the network policy note), is not.
-    assert fix_steps_for(Check("vpc-cni", "v", "warn", "strict", "kubectl ...", data={}), FakeCtx(), {})
-    assert fix_steps_for(Check("vpc-cni", "v", "warn", "netpol", "", data={}), FakeCtx(), {}) == []
-    assert fix_steps_for(Check("vpc-cni", "v", PASS, "ok"), FakeCtx(), {}) == []
+    # Managed, but the cluster name unknown: no fix as steps, and the reason.
+    assert fix_target(strict, {}) == (None, "managed add-on, but the EKS cluster name is unknown "
+                                             "(aws-eks check did not pass)")
+    # Without AWS access managed is unknown: the DaemonSet path, unless the EKS add-on
+    # manages aws-node's fields (its next update would revert the patch).
+    unknown = Check("vpc-cni", "v", FAIL, "strict", "kubectl ...", data={**SG, "managed": None, "ds_managers": []})
+    assert fix_target(unknown, {})[0] == {"managed": False, "cluster": None, "region": None}
+    eks_owned = Check("vpc-cni", "v", FAIL, "strict", "kubectl ...",
+                      data={**SG, "managed": None, "ds_managers": ["eks", "kubectl"]})
+    target, why = fix_target(eks_owned, {})
+    assert target is None and "AWS_PROFILE" in why
+    # A warning about network policies only, or a pass, has no fix.
+    assert fix_target(Check("vpc-cni", "v", "warn", "netpol", "allow 15008", data={"pod_eni": False}), {})[0] is None
+    assert fix_target(Check("vpc-cni", "v", PASS, "ok"), {})[0] is None

@@ -94,3 +94,22 @@ def test_journal_written_by_the_engine_reads_back_as_interrupted(tmp_path):
     j.close()  # the process died here
     [s] = repair.interrupted_steps(Journal.read(tmp_path / "c.jsonl"))
     assert s.step == "helm-istiod" and s.argv[3] == "istiod"
+
+
+def test_preflight_advice_and_the_install_repair_follow_one_rule():
+    """A first install left pending has no revision to roll back to: `helm rollback` would fail
+    ("release has no 0 version"), so the advice is what the repair step runs: uninstall, retry."""
+    from ambient_tui.plans.repair import UNINSTALL, ROLLBACK, repair_for, repair_steps
+
+    first = repair_for({"name": "istiod", "namespace": "istio-system", "status": "pending-install",
+                        "revision": 1}, [{"revision": 1, "status": "pending-install"}])
+    assert first.action == UNINSTALL
+    assert first.advice() == ("helm uninstall istiod --namespace istio-system --wait --timeout 5m, "
+                              "then run the install again")
+    assert repair_steps([first], "prod")[0].argv == first.argv("prod")
+    upgrade = repair_for({"name": "istiod", "namespace": "istio-system", "status": "pending-upgrade",
+                          "revision": 3}, [{"revision": 1, "status": "superseded"},
+                                           {"revision": 2, "status": "deployed"},
+                                           {"revision": 3, "status": "pending-upgrade"}])
+    assert upgrade.action == ROLLBACK and upgrade.advice().startswith("helm rollback istiod 2 --namespace istio-system")
+    assert repair_for({"name": "x", "namespace": "n", "status": "deployed", "revision": 1}, []) is None

@@ -78,7 +78,10 @@ def test_fix_records_the_previous_value_then_revert_restores_it():
     [step] = vpc_cni.revert_enforcing_mode_steps(lambda: kube, change)
     assert step.id == "revert-sg-enforcing-mode" and step.title == "revert VPC CNI enforcing mode to strict"
     assert step.api.describe == f"PATCH apps/v1 DaemonSet kube-system/aws-node env {MODE_VAR}=strict"
-    assert step.api.func() == [f"daemonset kube-system/aws-node: {MODE_VAR} is strict again"]
+    out = step.api.func()
+    assert out[0] == f"daemonset kube-system/aws-node: {MODE_VAR} is strict again"
+    # The stub has no API client: the in-cluster record could not be written, and says so.
+    assert out[1:] and "could not update the in-cluster record kube-system/ambient-tui-install" in out[1]
     assert kube.env[MODE_VAR] == "strict"
 
 

@@ -23,7 +23,7 @@ def full() -> Discovery:
                   Release("istio-cni", "istio-system", "cni", "1.31.0")],
         istio_crds=["authorizationpolicies.security.istio.io", "gateways.networking.istio.io"],
         gateway_api_crds=["gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io"],
-        gateway_api_by_tool=True,
+        gateway_api_owned=["gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io"],
         enrolled_namespaces={"shop": ["istio.io/dataplane-mode", "istio.io/use-waypoint"],
                              "web": ["istio.io/dataplane-mode"]},
         opted_out_pods=[Obj("Pod", "legacy", "shop")],
@@ -84,7 +84,7 @@ def test_gateway_api_guard_in_use():
 
 def test_gateway_api_guard_not_ours():
     d = full()
-    d.gateway_api_by_tool = False
+    d.gateway_api_owned = []
     remove, why = u.gateway_api_decision(d, Options(purge_crds=True))
     assert not remove and "did not install" in why
 
@@ -92,6 +92,15 @@ def test_gateway_api_guard_not_ours():
 def test_gateway_api_removed_when_ours_and_unused():
     plan = u.build_uninstall_plan(full(), Options(purge_crds=True))
     assert plan.step("delete-gateway-api-crds").argv[3:5] == full().gateway_api_crds
+
+
+def test_only_the_gateway_api_crds_this_tool_created_are_deleted():
+    d = full()
+    d.gateway_api_owned = ["httproutes.gateway.networking.k8s.io"]
+    plan = u.build_uninstall_plan(d, Options(purge_crds=True))
+    assert "gateways.gateway.networking.k8s.io" not in plan.step("delete-gateway-api-crds").argv
+    assert "CustomResourceDefinition gateways.gateway.networking.k8s.io" not in u.deletion_list(
+        d, Options(purge_crds=True))
 
 
 def test_deletion_list_names_everything():

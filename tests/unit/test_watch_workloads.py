@@ -104,10 +104,19 @@ def test_counts_of_deployment_and_daemonset():
 
 
 def test_step_to_workload_mapping():
-    assert workloads_for_step("helm-istiod") == ("istiod",)
-    assert workloads_for_step("verify-istio-cni") == ("istio-cni-node",)
-    assert workloads_for_step("istioctl-install") == ("istiod", "istio-cni-node", "ztunnel")
-    assert workloads_for_step("helm-istio-base") == ()
+    """The plan declares what each step waits for (Step.watches); nothing reads step ids."""
+    from ambient_tui.plans.install import build_install_plan
+    from ambient_tui.settings import Settings
+
+    plan = build_install_plan(Settings(istio_version="1.31.0"))
+    assert workloads_for_step(plan.step("helm-istiod")) == ("istiod",)
+    assert workloads_for_step(plan.step("verify-istio-cni")) == ("istio-cni-node",)
+    assert workloads_for_step(plan.step("helm-istio-base")) == ()
+    plan = build_install_plan(Settings(istio_version="1.31.0", method="istioctl"))
+    assert workloads_for_step(plan.step("istioctl-install")) == ("istiod", "istio-cni-node", "ztunnel")
+    # An id that looks like one is not enough: a step says what it watches.
+    from ambient_tui.engine.plan import Step
+    assert workloads_for_step(Step("helm-istiod", "lookalike", argv=["true"])) == ()
 
 
 def test_list_then_watch_events_update_counts():
