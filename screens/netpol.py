@@ -29,8 +29,10 @@ from textual.worker import Worker, WorkerState
 from ambient_tui.netpol import assets, templates
 from ambient_tui.netpol.cluster import ClusterError, NamespaceInfo, normalise
 from ambient_tui.netpol.fixes import Fix, FixError, apply_fix
-from ambient_tui.netpol.lint import ERROR, RULES, Finding, lint
-from ambient_tui.netpol.parse import ParseError, from_object, parse_text
+from ambient_tui.netpol.lint import ERROR, RULES, Context, Finding, Pod, lint
+from ambient_tui.netpol.live import Live, pod_of
+from ambient_tui.netpol.live import load as load_live
+from ambient_tui.netpol.parse import BOUNDS, ParseError, decode, from_object, parse_text
 from screens.widgets import CursorOptionList
 
 LINT_DELAY = 0.3  # seconds of quiet typing before the lint runs
@@ -261,7 +263,8 @@ class NetpolScreen(Screen):
         self._dry_timer: Timer | None = None
         self._namespaces: list[NamespaceInfo] = []
         self._cluster_policies: dict[str, list[dict[str, Any]]] = {}
-        self._pods: dict[str, list[dict[str, Any]]] = {}
+        self._pods: dict[str, list[Pod]] = {}
+        self._capture: tuple[frozenset[str], str, str] | None = None  # excluded, cni, reason
         self._untitled = 0
 
     # -- layout -----------------------------------------------------------------------------
@@ -322,10 +325,17 @@ class NetpolScreen(Screen):
 
     def _load_path(self, path: Path) -> None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            self.notify(f"Cannot open {path}: {err}", severity="error", markup=False)
+            raw = path.read_bytes()
+        except OSError as err:
+            self.notify(f"Cannot open {path}: {err.strerror or err}", severity="error",
+                        markup=False)
             return
+        try:
+            text = decode(raw, str(path))
+        except ParseError as err:
+            # Open it anyway, bad bytes shown as U+FFFD: the person sees where, and can fix it.
+            self.notify(str(err), severity="error", markup=False)
+            text = raw[:BOUNDS.input_bytes].decode("utf-8", "replace")
         draft = path.parent == assets.drafts_dir(self.state_dir)
         example = path.parent == assets.GUIDE_DIR
         if draft or example:
@@ -351,6 +361,15 @@ class NetpolScreen(Screen):
             return {n.name for n in self._namespaces if n.enrolled}
         return True
 
+    def _lint_context(self) -> Context:
+        """Offline: chart defaults. Connected: live enrolment, pods, capture and CNI."""
+        ctx = Context(enrolled=self._enrolled_arg(), pods=self._pods or None)
+        if self.cluster is not None and self._namespaces:
+            ctx.namespaces = {n.name: n.labels for n in self._namespaces}
+        if self._capture is not None:
+            ctx.excluded, ctx.cni, ctx.cni_reason = self._capture
+        return ctx
+
     def _relint(self) -> None:
         text = self.editor.text
         self.problem = None
@@ -362,9 +381,11 @@ class NetpolScreen(Screen):
             docs = []
         if docs:
             context = [from_object(p) for ns in self._cluster_policies.values() for p in ns]
-            self.findings = lint(docs, enrolled=self._enrolled_arg(),
-                                 pods=self._pods or None, cluster_policies=context,
-                                 namespace=self.namespace)
+            try:
+                self.findings = lint(docs, cluster_policies=context, namespace=self.namespace,
+                                     context=self._lint_context())
+            except Exception as err:  # never let a buffer end the app; say what broke
+                self.problem = ParseError(f"the lint failed on this buffer: {err!r}")
         self._render_findings()
         self._rebuild_buffer_nodes(docs)
         self._autosave(text)
@@ -462,7 +483,7 @@ class NetpolScreen(Screen):
     def action_new_template(self) -> None:
         namespaces = [n.name for n in self._namespaces]
         labels = sorted({f"{k}={v}" for pods in self._pods.values() for p in pods
-                         for k, v in (p.get("labels") or {}).items()})
+                         for k, v in p.labels.items()})
         self.app.push_screen(TemplateDialog(self.namespace, namespaces, labels), self._new_from)
 
     def _new_from(self, choice: TemplateChoice | None) -> None:
@@ -632,19 +653,36 @@ class NetpolScreen(Screen):
         self.notify(err.message, severity="error", markup=False, timeout=10)
 
     def _load_namespaces(self) -> None:
-        def fetch() -> list[NamespaceInfo]:
-            return self.cluster.namespaces()
+        """Everything the lint uses, read as `netpol lint --cluster` reads it."""
+        wanted = [self.namespace] if self.namespace else None
 
-        def done(result: list[NamespaceInfo]) -> None:
-            self._namespaces = result
+        def fetch() -> Live:
+            try:
+                return load_live(self.cluster)
+            except ClusterError as err:
+                if err.status != 403 or not wanted:
+                    raise
+                return load_live(self.cluster, wanted)  # a user who may not list namespaces
+
+        def done(live: Live) -> None:
+            self._namespaces = [NamespaceInfo(n, n in live.context().enrolled, labels)
+                                for n, labels in sorted(live.namespaces.items())]
+            self._cluster_policies = {}
+            for doc in live.policies:
+                self._cluster_policies.setdefault(doc.namespace or "", []).append(doc.data)
+            self._pods = live.pods
+            self._capture = (live.excluded, live.cni, live.cni_reason)
             self._rebuild_tree(self._docs_or_empty())
             self._relint()
+            for note in live.notes:
+                self.notify(note, severity="warning", markup=False)
 
         self._thread(fetch, done, "namespaces")
 
     def _load_namespace(self, ns: str) -> None:
         def fetch() -> tuple[list, list]:
-            return self.cluster.list_policies(ns), self.cluster.list_pods(ns)
+            return (self.cluster.list_policies(ns),
+                    [pod_of(p) for p in self.cluster.list_pod_objects(ns)])
 
         def done(result: tuple[list, list]) -> None:
             self._cluster_policies[ns], self._pods[ns] = result

@@ -140,10 +140,10 @@ async def test_guide_example_opens_with_findings(tmp_path):
         screen = app.screen
         await settle(pilot, screen)
         rules = {f.rule for f in screen.findings}
-        assert {"hbone-blocked", "probe-blocked", "meaningless-port"} <= rules
+        # 8.1 keeps the guide's <placeholders>: schema errors, and no HBONE verdict on a
+        # document the API server would refuse; the app=ztunnel peer is still explained.
+        assert {"schema", "meaningless-port"} <= rules and "hbone-blocked" not in rules
         assert screen.path is None  # examples are never overwritten by ctrl+s
-        screen.action_toggle_enrolled()
-        assert "hbone-blocked" not in {f.rule for f in screen.findings}
 
 
 def test_snapshot_guide_example(snap_compare, tmp_path):

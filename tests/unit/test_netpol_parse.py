@@ -41,13 +41,13 @@ def test_not_yaml_reports_line_and_column():
     assert str(err).startswith("bad.yaml: document 2: line 13")
 
 
-def test_configmap_in_multi_doc_file_is_rejected_with_location():
+def test_configmap_in_multi_doc_file_is_skipped_and_counted():
+    from ambient_tui.netpol.parse import parse_manifests
+
     text = GOOD + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n"
-    with pytest.raises(NotNetworkPolicy) as info:
-        parse_text(text, "mixed.yaml")
-    err = info.value
-    assert (err.file, err.document, err.line) == ("mixed.yaml", 2, 13)
-    assert "ConfigMap 'settings'" in err.message and "not a NetworkPolicy" in err.message
+    got = parse_manifests(text, "mixed.yaml")
+    assert [d.document for d in got.policies] == [1] and got.skipped == {"ConfigMap": 1}
+    assert got.note() == "skipped 1 document(s) of other kinds: 1 ConfigMap"
 
 
 def test_scalar_document_is_rejected():
