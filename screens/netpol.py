@@ -51,8 +51,9 @@ class ConfirmDialog(ModalScreen[str]):
 
     DEFAULT_CSS = """
     ConfirmDialog { align: center middle; }
-    ConfirmDialog > Vertical { width: 90; max-height: 90%; height: auto; border: thick $accent;
-                               background: $surface; padding: 1 2; }
+    /* max-width: at 80x24 a 90-wide box cut the buttons (Cancel) off the right edge */
+    ConfirmDialog > Vertical { width: 90; max-width: 100%; max-height: 100%; height: auto;
+                               border: thick $accent; background: $surface; padding: 1 2; }
     ConfirmDialog VerticalScroll { height: auto; max-height: 30; }
     ConfirmDialog Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
     ConfirmDialog Button { margin-left: 1; }
@@ -79,7 +80,7 @@ class ConfirmDialog(ModalScreen[str]):
 class PathDialog(ModalScreen[Path | None]):
     DEFAULT_CSS = """
     PathDialog { align: center middle; }
-    PathDialog > Vertical { width: 80; height: auto; border: thick $accent; background: $surface;
+    PathDialog > Vertical { width: 80; max-width: 100%; height: auto; border: thick $accent; background: $surface;
                             padding: 1 2; }
     """
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="netpol.dialog.cancel")]
@@ -110,7 +111,7 @@ class TemplateDialog(ModalScreen[TemplateChoice | None]):
 
     DEFAULT_CSS = """
     TemplateDialog { align: center middle; }
-    TemplateDialog > Vertical { width: 80; height: auto; border: thick $accent;
+    TemplateDialog > Vertical { width: 80; max-width: 100%; height: auto; max-height: 100%; border: thick $accent;
                                 background: $surface; padding: 1 2; }
     TemplateDialog Input { margin-bottom: 1; }
     TemplateDialog Horizontal { height: auto; align-horizontal: right; }
@@ -180,7 +181,7 @@ class OpenDialog(ModalScreen[Path | None]):
 
     DEFAULT_CSS = """
     OpenDialog { align: center middle; }
-    OpenDialog > Vertical { width: 90; height: auto; max-height: 90%; border: thick $accent;
+    OpenDialog > Vertical { width: 90; max-width: 100%; height: auto; max-height: 100%; border: thick $accent;
                             background: $surface; padding: 1 2; }
     OpenDialog OptionList { height: auto; max-height: 16; }
     """
@@ -265,6 +266,7 @@ class NetpolScreen(Screen):
         self._cluster_policies: dict[str, list[dict[str, Any]]] = {}
         self._pods: dict[str, list[Pod]] = {}
         self._capture: tuple[frozenset[str], str, str] | None = None  # excluded, cni, reason
+        self._load_problem: tuple[ParseError, str] | None = None  # undecodable file, its text
         self._untitled = 0
 
     # -- layout -----------------------------------------------------------------------------
@@ -333,9 +335,10 @@ class NetpolScreen(Screen):
         try:
             text = decode(raw, str(path))
         except ParseError as err:
-            # Open it anyway, bad bytes shown as U+FFFD: the person sees where, and can fix it.
-            self.notify(str(err), severity="error", markup=False)
+            # Open it anyway, bad bytes shown as U+FFFD: the person sees where, and the
+            # error stays in the findings until the text is changed.
             text = raw[:BOUNDS.input_bytes].decode("utf-8", "replace")
+            self._load_problem = (err, text)
         draft = path.parent == assets.drafts_dir(self.state_dir)
         example = path.parent == assets.GUIDE_DIR
         if draft or example:
@@ -379,6 +382,11 @@ class NetpolScreen(Screen):
         except ParseError as err:
             self.problem = err
             docs = []
+        if self._load_problem is not None:
+            if self._load_problem[1] == text:
+                self.problem = self._load_problem[0]
+            else:
+                self._load_problem = None
         if docs:
             context = [from_object(p) for ns in self._cluster_policies.values() for p in ns]
             try:
