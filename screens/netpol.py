@@ -267,6 +267,7 @@ class NetpolScreen(Screen):
         self._pods: dict[str, list[Pod]] = {}
         self._capture: tuple[frozenset[str], str, str] | None = None  # excluded, cni, reason
         self._load_problem: tuple[ParseError, str] | None = None  # undecodable file, its text
+        self._cluster_problem = ""  # why the cluster could not be read, for the status line
         self._untitled = 0
 
     # -- layout -----------------------------------------------------------------------------
@@ -313,7 +314,12 @@ class NetpolScreen(Screen):
             mode = "enrolled: from cluster labels"
         else:
             mode = "namespaces taken as enrolled" if self.assume_enrolled else "not enrolled"
-        conn = "connected" if self.cluster is not None else "offline"
+        if self.cluster is None:
+            conn = "offline"
+        elif self._cluster_problem:
+            conn = f"not connected: {self._cluster_problem}"
+        else:
+            conn = "connected" if self._namespaces else "connecting"
         self.query_one("#status", Static).update(_text(f"{where}{mark}  |  {mode}  |  {conn}"))
 
     # -- buffer -----------------------------------------------------------------------------
@@ -659,6 +665,9 @@ class NetpolScreen(Screen):
 
     def _cluster_error(self, err: ClusterError) -> None:
         self.notify(err.message, severity="error", markup=False, timeout=10)
+        if not self._namespaces:
+            self._cluster_problem = err.message.splitlines()[0][:80]
+            self._update_status()
 
     def _load_namespaces(self) -> None:
         """Everything the lint uses, read as `netpol lint --cluster` reads it."""
@@ -673,6 +682,7 @@ class NetpolScreen(Screen):
                 return load_live(self.cluster, wanted)  # a user who may not list namespaces
 
         def done(live: Live) -> None:
+            self._cluster_problem = ""
             self._namespaces = [NamespaceInfo(n, n in live.context().enrolled, labels)
                                 for n, labels in sorted(live.namespaces.items())]
             self._cluster_policies = {}
@@ -759,6 +769,10 @@ class NetpolScreen(Screen):
         return "".join(parts)
 
     def action_apply_cluster(self) -> None:
+        if getattr(self.app, "read_only", False):
+            self.notify("Read-only session: apply is off (diff with f8 still works).",
+                        severity="warning")
+            return
         docs = self._docs_for_cluster()
         if docs is None:
             return

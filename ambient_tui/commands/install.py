@@ -33,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="show what would run; change nothing")
     p.add_argument("--resume", action="store_true", help="skip steps the journal saw finish")
     p.add_argument("--force", action="store_true", help="install even when a preflight check fails")
+    p.add_argument("--force-enroll", action="store_true",
+                   help="enrol --enroll namespaces even when their live NetworkPolicies would block HBONE")
     p.add_argument("--fix", action="store_true",
                    help="run the offered fixes (VPC CNI enforcing mode) as the plan's first phase")
     p.set_defaults(func=cmd_install)
@@ -230,6 +232,7 @@ def cmd_install(args) -> int:
     if done and not args.resume and not repairs and not interrupted and not fix_steps:
         print(f"already installed: Istio {ctx.version} ({', '.join(done)} deployed); nothing to change")
         return 0
+    settings.force_enroll, settings.kubeconfig = args.force_enroll, args.kubeconfig  # the netpol gate
     plan = build_install_plan(settings, ctx.catalog)
     first = []
     if fix_steps:
