@@ -15,6 +15,14 @@ import yaml
 
 from .parse import PolicyDoc
 
+# libyaml's emitter when PyYAML has it: a bundle with a thousand findings renders a
+# thousand fixes.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False)
+
 
 @dataclass(frozen=True)
 class Fix:
@@ -108,7 +116,7 @@ def replace_fix(doc: PolicyDoc, new_data: dict[str, Any], title: str) -> Fix:
     if doc.item is not None and isinstance(doc.extra.get("list"), dict):
         whole = copy.deepcopy(doc.extra["list"])
         whole["items"][doc.item] = new_data
-    return Fix(title=title, kind="replace", yaml=yaml.safe_dump(whole, sort_keys=False),
+    return Fix(title=title, kind="replace", yaml=_dump(whole),
                document=doc.document, name=doc.name if doc.item is None else None)
 
 
@@ -116,10 +124,10 @@ def delete_fix(doc: PolicyDoc, title: str) -> Fix:
     if doc.item is not None and isinstance(doc.extra.get("list"), dict):
         whole = copy.deepcopy(doc.extra["list"])
         del whole["items"][doc.item]
-        return Fix(title=title, kind="replace", yaml=yaml.safe_dump(whole, sort_keys=False),
+        return Fix(title=title, kind="replace", yaml=_dump(whole),
                    document=doc.document)
     return Fix(title=title, kind="delete", document=doc.document, name=doc.name)
 
 
 def append_fix(new_doc: dict[str, Any], title: str) -> Fix:
-    return Fix(title=title, kind="append", yaml=yaml.safe_dump(new_doc, sort_keys=False))
+    return Fix(title=title, kind="append", yaml=_dump(new_doc))

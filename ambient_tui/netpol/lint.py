@@ -476,7 +476,8 @@ class _Linter:
             if "Egress" not in m.policy_types(doc.data):
                 continue
             gaps: list[dict] = []
-            for pod in self.targets(doc):
+            targets = self.targets(doc)
+            for pod in targets:
                 rules = [r for _, r in self.union_rules(ns, pod, "Egress")]
                 hbone = [r for r in rules if m.rule_allows_port(r, "TCP", m.HBONE_PORT)]
                 for r in rules:
@@ -485,7 +486,7 @@ class _Linter:
                     if not any(_covers_peers(h, r) for h in hbone):
                         gaps.append(r)
             if gaps:
-                entries.append((doc, self.targets(doc), gaps))
+                entries.append((doc, targets, gaps))
         for doc, pods, gaps in self._dedupe(entries):
             ns = _ns(doc, self.default_ns)
             peers: list | None = []
@@ -536,6 +537,8 @@ class _Linter:
                 rule = m.as_dict(rule)
                 for j, port in enumerate(m.as_list(rule.get("ports"))):
                     number = m.as_dict(port).get("port")
+                    if number not in (m.UNKNOWN_PORT, 15006, 15001):
+                        continue  # (the line lookup below is only paid for a finding)
                     line = doc.line_of("spec", section, i, "ports", j)
                     if number == m.UNKNOWN_PORT:
                         self.add(doc, "meaningless-port", line,

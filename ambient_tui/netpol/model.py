@@ -6,6 +6,7 @@ just reads what it can so one typo does not hide every other finding.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any, Iterable, Mapping
 
@@ -215,6 +216,15 @@ _NOT_POD_NETS = [ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10"
                                                   PROBE_SOURCES[1])]
 
 
+@functools.lru_cache(maxsize=4096)
+def network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """A CIDR or address as a network, parsed once (the same CIDRs recur in every policy)."""
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return None
+
+
 def peer_may_be_pod(peer: Any) -> bool:
     """Could traffic from/to other pods match this peer? (Not for ztunnel or link-local peers.)"""
     p = as_dict(peer)
@@ -222,9 +232,8 @@ def peer_may_be_pod(peer: Any) -> bool:
         return False
     block = as_dict(p.get("ipBlock"))
     if block:
-        try:
-            net = ipaddress.ip_network(str(block.get("cidr")), strict=False)
-        except ValueError:
+        net = network(str(block.get("cidr")))
+        if net is None:
             return False
         return not any(net.version == n.version and net.subnet_of(n)  # type: ignore[arg-type]
                        for n in _NOT_POD_NETS)
@@ -240,17 +249,14 @@ def peer_allows_address(peer: Any, address: str) -> bool:
     block = as_dict(as_dict(peer).get("ipBlock"))
     if not block:
         return False
-    try:
-        addr = ipaddress.ip_network(address, strict=False)
-        net = ipaddress.ip_network(str(block.get("cidr")), strict=False)
-    except ValueError:
+    addr, net = network(address), network(str(block.get("cidr")))
+    if addr is None or net is None:
         return False
     if addr.version != net.version or not addr.subnet_of(net):  # type: ignore[arg-type]
         return False
     for ex in as_list(block.get("except")):
-        try:
-            exn = ipaddress.ip_network(str(ex), strict=False)
-        except ValueError:
+        exn = network(str(ex))
+        if exn is None:
             continue
         if exn.version == addr.version and addr.subnet_of(exn):  # type: ignore[arg-type]
             return False

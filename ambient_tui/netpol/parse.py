@@ -86,6 +86,7 @@ class PolicyDoc:
     extra: dict[str, Any] = field(default_factory=dict)
     text: str | None = field(default=None, repr=False)  # the whole file, for line lookups
     _node: Node | None = field(default=None, repr=False)
+    _root_line: int | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -104,19 +105,30 @@ class PolicyDoc:
     @property
     def line(self) -> int:
         if self.item is not None and self.node is not None:
-            return self.node.start_mark.line + 1  # the List item's own line
+            return self.node.start_mark.line + 1 + self._offset  # the List item's own line
         return self.start_line
 
     @property
     def node(self) -> Node | None:
         if self._node is None and self.text is not None:
-            self._node = _compose_span(self.text, self.span, self.item)
+            root = _compose_span(self.text, self.span, None)
+            if root is not None:
+                self._root_line = root.start_mark.line + 1
+                self._node = _item(root, self.item) if self.item is not None else root
         return self._node
 
     def line_of(self, *path: str | int) -> int:
         """Line of the deepest node along `path` that exists (the key's line for mappings)."""
         node = self.node
-        return node_line(node, path) if node is not None else self.start_line
+        if node is None:
+            return self.start_line
+        return node_line(node, path) + self._offset
+
+    @property
+    def _offset(self) -> int:
+        # Lines before the document's span: its root sits on line start_line.
+        root = self._root_line
+        return self.start_line - root if root is not None else 0
 
 
 def node_line(node: Node, path: tuple[str | int, ...] | list[str | int]) -> int:
@@ -142,26 +154,38 @@ def node_line(node: Node, path: tuple[str | int, ...] | list[str | int]) -> int:
     return best
 
 
+class _LinesLoader(_LOADER):  # type: ignore[misc, valid-type]
+    """Composes for line numbers only: every scalar is taken as a string, no resolver regexes."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:  # noqa: ARG002
+        return "tag:yaml.org,2002:str" if kind is ScalarNode else (
+            "tag:yaml.org,2002:seq" if kind is SequenceNode else "tag:yaml.org,2002:map")
+
+
 _DOC_MARKER = re.compile(r"^(?:---|\.\.\.)(?:[ \t\r\n]|$)", re.MULTILINE)
 
 
 def _compose_span(text: str, span: tuple[int, int], item: int | None) -> Node | None:
-    """The node of one document, composed from the lines it spans (marks stay file-relative)."""
+    """The node of one document, composed from the lines it spans alone (not the whole
+    file: that made line lookups quadratic). Marks are relative to the span's first line;
+    PolicyDoc.line_of adds the offset."""
     start = text.rfind("\n", 0, span[0]) + 1
-    line0 = text.count("\n", 0, start)
     # A block collection's end mark is the next document's `---`: stop at the first marker.
     marker = _DOC_MARKER.search(text, span[0] + 1)
     end = marker.start() if marker else len(text)
-    piece = "\n" * line0 + text[start:end]
     try:
-        node = yaml.compose(piece, Loader=_LOADER)
+        node = yaml.compose(text[start:end], Loader=_LinesLoader)
     except (yaml.YAMLError, RecursionError):
         return None
-    if item is not None and isinstance(node, MappingNode):
+    return node
+
+
+def _item(node: Node, item: int) -> Node | None:
+    if isinstance(node, MappingNode):
         for k, v in node.value:
             if isinstance(k, ScalarNode) and k.value == "items" and isinstance(v, SequenceNode):
                 return v.value[item] if item < len(v.value) else None
-    return node
+    return None
 
 
 # --------------------------------------------------------------------------- bytes to text
@@ -233,6 +257,9 @@ def _scalar(event: ev.ScalarEvent) -> Any:
     value = event.value
     if tag is None and event.style is None and value and value[0] not in _NOT_WORD:
         return _WORDS.get(value, value)  # the common case, without the resolver's regexes
+    if tag is None and event.style is None and value.isascii() and value.isdigit() and (
+            value[0] != "0" or value == "0"):
+        return int(value)  # a port number (a leading 0 would be YAML 1.1 octal: resolver)
     if tag is None or tag == "!":
         tag = _resolver.resolve(ScalarNode, event.value, event.implicit)
     if tag == _STR:
