@@ -232,7 +232,7 @@ def cmd_install(args) -> int:
     if done and not args.resume and not repairs and not interrupted and not fix_steps:
         print(f"already installed: Istio {ctx.version} ({', '.join(done)} deployed); nothing to change")
         return 0
-    settings.force_enroll, settings.kubeconfig = args.force_enroll, args.kubeconfig  # the netpol gate
+    settings.force_enroll = args.force_enroll  # read by the enrol phase's netpol gate
     plan = build_install_plan(settings, ctx.catalog)
     first = []
     if fix_steps:

@@ -26,7 +26,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "netpol", help="ambient-aware NetworkPolicy lint and templates",
         description="Lint NetworkPolicies for Istio ambient mode, or print a template.")
-    sub = parser.add_subparsers(dest="netpol_command", metavar="{lint,template}")
+    sub = parser.add_subparsers(dest="netpol_command", metavar="{lint,gate,template}")
     sub.required = True
 
     lint_p = sub.add_parser(
@@ -44,8 +44,21 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                              "enrolment (FILEs, if given, replace their live copies)")
     lint_p.add_argument("-n", "--namespace", action="append", metavar="NS", dest="namespaces",
                         help="with --cluster: only these namespaces (repeat); default: all")
+    lint_p.add_argument("--istio-namespace", default="istio-system", metavar="NS",
+                        help="with --cluster: where istio-cni's ConfigMap lives (excluded namespaces)")
     access_args(lint_p)
     lint_p.set_defaults(func=run_lint)
+
+    gate_p = sub.add_parser(
+        "gate", help="before enrolling NS: would its live NetworkPolicies block HBONE or probes?",
+        description="Lint the namespace's live policies as if it were enrolled. Exit 0: safe "
+                    "to enrol; 1: a blocking finding (printed with its fix); 2: no access.")
+    gate_p.add_argument("namespace", metavar="NS")
+    gate_p.add_argument("--istio-namespace", default="istio-system", metavar="NS")
+    gate_p.add_argument("--force", action="store_true",
+                        help="print the blocking findings but exit 0 (enrol anyway)")
+    access_args(gate_p)
+    gate_p.set_defaults(func=run_gate)
 
     tpl_p = sub.add_parser("template", help="print an ambient-correct NetworkPolicy template")
     tpl_p.add_argument("name", metavar="NAME", choices=sorted(templates.TEMPLATES),
@@ -101,7 +114,8 @@ def run_lint(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         cluster = cluster or NetpolCluster(args.kubeconfig, args.context)
         try:
             live = load(cluster, args.namespaces,
-                        progress=None if args.json else lambda m: err.write(f"... {m}\n"))
+                        progress=None if args.json else lambda m: err.write(f"... {m}\n"),
+                        istio_namespace=getattr(args, "istio_namespace", "istio-system"))
         except ClusterError as exc:
             err.write(f"error: {exc.message}\n")
             return EXIT_INPUT
@@ -139,6 +153,35 @@ def run_lint(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
     if problems:
         return EXIT_INPUT
     return EXIT_FINDINGS if lintmod.has_errors(findings) else EXIT_OK
+
+
+def run_gate(args: argparse.Namespace, out: TextIO | None = None,
+             err: TextIO | None = None) -> int:
+    from ambient_tui.netpol.cluster import ClusterError, NetpolCluster
+    from ambient_tui.netpol.gate import describe, enrolment_findings
+
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        blocking = enrolment_findings(NetpolCluster(args.kubeconfig, args.context), args.namespace,
+                                      args.istio_namespace)
+    except ClusterError as exc:
+        err.write(f"error: cannot check {args.namespace}'s NetworkPolicies: {exc.message}\n")
+        return EXIT_INPUT
+    if not blocking:
+        out.write(f"{args.namespace}: no live NetworkPolicy blocks HBONE or probes; safe to enrol\n")
+        return EXIT_OK
+    for f in blocking:
+        out.write(f"{f.file}: {f.severity} {f.rule} [{f.policy}] {f.message}\n")
+        if f.fix:
+            out.write(f"    fix: {f.fix.title}\n" + "".join(
+                f"      {line}\n" for line in f.fix.yaml.splitlines()))
+    if args.force:
+        out.write(f"--force: enrolling {args.namespace} despite {len(blocking)} finding(s)\n")
+        return EXIT_OK
+    out.write(describe(args.namespace, blocking).split(": ", 1)[0] +
+              ": stopped. Apply the fix (ambient-tui netpol editor, or kubectl apply), or "
+              "pass --force-enroll.\n")
+    return EXIT_FINDINGS
 
 
 def run_template(args: argparse.Namespace, out: TextIO | None = None,

@@ -26,10 +26,11 @@ class EnrolmentBlocked(Exception):
         super().__init__(describe(namespace, findings))
 
 
-def enrolment_findings(kube: NetpolCluster, namespace: str) -> list[Finding]:
+def enrolment_findings(kube: NetpolCluster, namespace: str,
+                       istio_namespace: str = "istio-system") -> list[Finding]:
     """Blocking findings for `namespace` if it were enrolled now (empty: safe to enrol).
     ClusterError (403, unreachable) propagates: an unreadable namespace is not judged safe."""
-    live = load(kube, [namespace])
+    live = load(kube, [namespace], istio_namespace=istio_namespace)
     ctx = live.context()
     ctx.enrolled = set(ctx.enrolled) | {namespace}  # type: ignore[arg-type]
     docs = [d for d in live.policies if d.namespace == namespace]
@@ -46,16 +47,15 @@ def describe(namespace: str, findings: list[Finding]) -> str:
     return text + " Or pass --force-enroll to enrol anyway."
 
 
-def check_step(settings: Any, namespace: str) -> list[str]:
-    """The install plan's gate before `enroll-<namespace>` (runs in a thread)."""
-    cluster = NetpolCluster(getattr(settings, "kubeconfig", None), getattr(settings, "context", None))
-    try:
-        blocking = enrolment_findings(cluster, namespace)
-    except ClusterError as err:
-        raise ClusterError(f"cannot check {namespace}'s NetworkPolicies before enrolling: "
-                           f"{err.message}", err.status, err.reason) from None
-    if not blocking:
-        return [f"{namespace}: no live NetworkPolicy blocks HBONE or probes"]
+def gate_argv(settings: Any, namespace: str) -> list[str]:
+    """The install plan's gate step before `enroll-<namespace>`: `ambient-tui netpol gate`, run
+    as a command so it gets the plan's KUBECONFIG and shows in the runbook as it ran."""
+    import sys
+
+    argv = [sys.executable, "-m", "ambient_tui.cli", "netpol", "gate", namespace,
+            "--istio-namespace", getattr(settings, "namespace", "istio-system")]
+    if getattr(settings, "context", None):
+        argv += ["--context", settings.context]
     if getattr(settings, "force_enroll", False):
-        return [f"--force-enroll: enrolling despite: {describe(namespace, blocking)}"]
-    raise EnrolmentBlocked(namespace, blocking)
+        argv.append("--force")
+    return argv

@@ -95,7 +95,8 @@ def cni_enforcement(cluster: NetpolCluster) -> tuple[str, str]:
 
 
 def load(cluster: NetpolCluster, namespaces: Iterable[str] | None = None,
-         progress: Callable[[str], None] | None = None) -> Live:
+         progress: Callable[[str], None] | None = None,
+         istio_namespace: str = ISTIO_NAMESPACE) -> Live:
     """Read the cluster. `namespaces`: only these (each must exist); None: every namespace
     the user may list. ClusterError (403, unreachable) propagates as one line."""
     say = progress or (lambda _m: None)
@@ -132,7 +133,7 @@ def load(cluster: NetpolCluster, namespaces: Iterable[str] | None = None,
         say(f"reading policies and pods in {ns}")
         live.policies.extend(from_object(p) for p in cluster.list_policies(ns))
         live.pods[ns] = [pod_of(p) for p in cluster.list_pod_objects(ns)]
-    live.excluded, note = excluded_namespaces(cluster)
+    live.excluded, note = excluded_namespaces(cluster, istio_namespace)
     if note:
         live.notes.append(note)
     live.cni, live.cni_reason = cni_enforcement(cluster)

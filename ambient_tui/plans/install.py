@@ -146,15 +146,13 @@ def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None) -
              argv=["kubectl", "rollout", "status", "daemonset/ztunnel", "-n", ns, "--timeout=10m"]),
     ]))
     if settings.enroll:
-        from ambient_tui.engine.plan import ApiCall
-        from ambient_tui.netpol.gate import check_step
+        from ambient_tui.netpol.gate import gate_argv
 
         # Each enrolment is preceded by a lint of the namespace's live NetworkPolicies
-        # (netpol/gate.py): a blocking finding stops it unless --force-enroll.
+        # (`ambient-tui netpol gate`): a blocking finding stops it unless --force-enroll.
         plan.phases.append(Phase("enroll", "Enrol namespaces", [s for n in settings.enroll for s in (
             Step(f"netpol-gate-{n}", f"check {n}'s NetworkPolicies allow HBONE and probes", timeout=60,
-                 api=ApiCall(f"LIST networking.k8s.io/v1 NetworkPolicies and v1 Pods in {n}; lint as enrolled",
-                             partial(check_step, settings, n))),
+                 argv=gate_argv(settings, n)),
             Step(f"enroll-{n}", f"enrol namespace {n}", timeout=60,
                  argv=["kubectl", "label", "namespace", n, "istio.io/dataplane-mode=ambient", "--overwrite"],
                  undo=["kubectl", "label", "namespace", n, "istio.io/dataplane-mode-"]))]))

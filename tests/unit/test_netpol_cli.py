@@ -138,3 +138,22 @@ def test_no_traceback_as_a_process(tmp_path, content):
     proc = subprocess.run([sys.executable, "-m", "ambient_tui.commands.netpol", "lint", str(path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and str(path) in proc.stderr
+
+
+def test_install_plan_gates_each_enrolment():
+    # The enrol phase runs `netpol gate NS` before labelling NS; --force-enroll is passed on.
+    from ambient_tui.plans.install import build_install_plan
+    from ambient_tui.settings import Settings
+
+    settings = Settings(enroll=["shop", "web"])
+    ids = [s.id for s in build_install_plan(settings).steps if s.id.endswith(("shop", "web"))]
+    assert ids[:4] == ["netpol-gate-shop", "enroll-shop", "netpol-gate-web", "enroll-web"]
+    gate = build_install_plan(settings).step("netpol-gate-shop")
+    assert gate.argv[-5:] == ["netpol", "gate", "shop", "--istio-namespace", "istio-system"]
+    settings.force_enroll = True
+    assert build_install_plan(settings).step("netpol-gate-shop").argv[-1] == "--force"
+
+
+def test_lint_without_input_or_cluster_is_usage_error():
+    code, _, err = run("netpol", "lint")
+    assert code == 2 and "--cluster" in err
