@@ -268,6 +268,7 @@ class NetpolScreen(Screen):
         self._capture: tuple[frozenset[str], str, str] | None = None  # excluded, cni, reason
         self._load_problem: tuple[ParseError, str] | None = None  # undecodable file, its text
         self._cluster_problem = ""  # why the cluster could not be read, for the status line
+        self._cluster_docs: list | None = None  # the live policies as PolicyDocs, for the union
         self._untitled = 0
 
     # -- layout -----------------------------------------------------------------------------
@@ -394,7 +395,10 @@ class NetpolScreen(Screen):
             else:
                 self._load_problem = None
         if docs:
-            context = [from_object(p) for ns in self._cluster_policies.values() for p in ns]
+            if self._cluster_docs is None:  # built once per cluster read, not per keystroke
+                self._cluster_docs = [from_object(p) for ns in self._cluster_policies.values()
+                                      for p in ns]
+            context = self._cluster_docs
             try:
                 self.findings = lint(docs, cluster_policies=context, namespace=self.namespace,
                                      context=self._lint_context())
@@ -686,6 +690,7 @@ class NetpolScreen(Screen):
             self._namespaces = [NamespaceInfo(n, n in live.context().enrolled, labels)
                                 for n, labels in sorted(live.namespaces.items())]
             self._cluster_policies = {}
+            self._cluster_docs = None
             for doc in live.policies:
                 self._cluster_policies.setdefault(doc.namespace or "", []).append(doc.data)
             self._pods = live.pods
@@ -704,6 +709,7 @@ class NetpolScreen(Screen):
 
         def done(result: tuple[list, list]) -> None:
             self._cluster_policies[ns], self._pods[ns] = result
+            self._cluster_docs = None
             self._rebuild_tree(self._docs_or_empty())
             self._relint()
 
@@ -720,6 +726,7 @@ class NetpolScreen(Screen):
             self.notify("Offline: no cluster to refresh from.")
             return
         self._cluster_policies.clear()
+        self._cluster_docs = None
         self._pods.clear()
         self._load_namespaces()
 
@@ -803,7 +810,7 @@ class NetpolScreen(Screen):
 
 
 def _append(text: str) -> Fix:
-    return Fix(title="append template", kind="append", yaml=text)
+    return Fix(title="append template", kind="append", text=text)
 
 
 def _diff_view(diff: str) -> Any:

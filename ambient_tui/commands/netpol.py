@@ -117,7 +117,9 @@ def run_lint(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
                         progress=None if args.json else lambda m: err.write(f"... {m}\n"),
                         istio_namespace=getattr(args, "istio_namespace", "istio-system"))
         except ClusterError as exc:
-            err.write(f"error: {exc.message}\n")
+            hint = ("; name the namespaces you may read with -n NS"
+                    if exc.status == 403 and not args.namespaces else "")
+            err.write(f"error: {exc.message}{hint}\n")
             return EXIT_INPUT
         context = live.context()
         notes.extend(live.notes)

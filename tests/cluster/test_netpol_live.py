@@ -129,8 +129,10 @@ def test_cluster_lint_live_pods_host_network_named_ports_excluded(core, kubeconf
 def test_cluster_lint_restricted_user(restricted_kubeconfig, capsys):
     # All namespaces: the user may not list them; one line, exit 2.
     code, _, err = lint_cluster(capsys, restricted_kubeconfig)
-    assert code == 2
-    assert err.strip().count("\n") == 0 and err.startswith("error: Forbidden: your user may not list")
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and err.splitlines()[-1] == errors[0]
+    assert errors[0].startswith("error: Forbidden: your user may not list namespaces")
+    assert errors[0].endswith("name the namespaces you may read with -n NS")
     # Its own namespace works; what it may not read is said, not fatal.
     code, out, err = lint_cluster(capsys, restricted_kubeconfig, "-n", "restricted", "--json")
     assert code in (0, 1), err
@@ -179,7 +181,7 @@ def test_enrolment_blocked_by_deny_all_then_allowed_after_the_fix(core, kubeconf
 @pytest.mark.asyncio
 async def test_editor_from_main_screen_tree_diff_apply(core, kubeconfig, names, tmp_path,
                                                        monkeypatch):
-    from textual.widgets import Tree
+    from textual.widgets import Button, Tree
 
     from ambient_tui.engine.plan import Phase, Plan, Step
     from ambient_tui.engine.runner import Runner
@@ -227,12 +229,15 @@ async def test_editor_from_main_screen_tree_diff_apply(core, kubeconfig, names, 
         body = app.screen.query_one("#confirm-body").content.code  # the Syntax of the diff
         assert "+kind: NetworkPolicy" in body and "15008" in body
         await pilot.press("escape")
+        await wait_for(lambda: app.screen is editor, "the diff to close")
         # Apply: confirmed in the dialog, then the policy is live.
         editor.action_apply_cluster()
         await wait_for(lambda: isinstance(app.screen, ConfirmDialog), "the apply dialog")
-        await pilot.click("#apply")
+        assert "Server-side apply 2 policy(ies)" in str(app.screen._title)
+        app.screen.query_one("#apply", Button).press()
         names_live = lambda: {p["metadata"]["name"] for p in admin.list_policies(ns)}  # noqa: E731
-        await wait_for(lambda: len(names_live()) == 2, "the applied policy")
+        notes = lambda: [n.message for n in app._notifications]  # noqa: E731
+        await wait_for(lambda: len(names_live()) == 2, f"the applied policy {notes()}")
         # A read-only session refuses apply with one line.
         app.read_only = True
         editor.action_apply_cluster()
