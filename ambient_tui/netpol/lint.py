@@ -125,7 +125,17 @@ def _unique_name(base: str, taken: set[str]) -> str:
 
 
 def _selector(doc: PolicyDoc) -> dict:
-    return m.as_dict(m.spec(doc.data).get("podSelector"))
+    sel = doc.extra.get("_selector")
+    if sel is None:  # asked thousands of times per bundle: read once per document
+        sel = doc.extra["_selector"] = m.as_dict(m.spec(doc.data).get("podSelector"))
+    return sel
+
+
+def _types(doc: PolicyDoc) -> set[str]:
+    types = doc.extra.get("_types")
+    if types is None:
+        types = doc.extra["_types"] = m.policy_types(doc.data)
+    return types
 
 
 def _families(pods: Iterable[Pod]) -> set[int]:
@@ -164,7 +174,7 @@ class _Linter:
         for d in self.universe:
             ns = _ns(d, namespace)
             self.names.setdefault(ns, set()).add(d.name)
-            for t in m.policy_types(d.data):
+            for t in _types(d):
                 self.index[t].add(ns, _selector(d), d)
         self._union: dict[tuple, list] = {}
 
@@ -238,6 +248,13 @@ class _Linter:
 
     def targets(self, doc: PolicyDoc) -> list[Pod]:
         """Meshed pods the policy restricts: the cluster's when known, else stand-ins."""
+        key = ("targets", id(doc))
+        found = self._union.get(key)
+        if found is None:
+            found = self._union[key] = self._targets(doc)
+        return found
+
+    def _targets(self, doc: PolicyDoc) -> list[Pod]:
         ns = _ns(doc, self.default_ns)
         if ns in self.pods:
             real = [p for p in self.pods[ns] if m.selector_matches(_selector(doc), p.labels)]
@@ -291,21 +308,17 @@ class _Linter:
         hbone_gaps, probe_gaps = [], []
         for doc in docs:
             ns = _ns(doc, self.default_ns)
-            if "Ingress" not in m.policy_types(doc.data):
+            if "Ingress" not in _types(doc):
                 continue
             pods = self.targets(doc)
             no_hbone, no_probe, useless, sources = [], [], set(), []
             for pod in pods:
-                rules = [r for _, r in self.union_rules(ns, pod, "Ingress")]
-                hbone = [r for r in rules if m.rule_allows_port(r, "TCP", m.HBONE_PORT, pod.ports)]
-                useful = [r for r in hbone if not m.peers(r, "from") or any(
-                    self.peer_carries_hbone(p, ns) for p in m.peers(r, "from"))]
-                if not useful:
+                hbone_ok, why, pod_sources, probe_ok = self._ingress_verdict(ns, pod)
+                if not hbone_ok:
                     no_hbone.append(pod)
-                    for r in hbone:
-                        useless.update(self._why_useless(r, ns))
-                    sources = self._sources(rules, ns)
-                if not self._probe_allowed(rules, [pod]):
+                    useless.update(why)
+                    sources = pod_sources
+                if not probe_ok:
                     no_probe.append(pod)
             if no_hbone:
                 hbone_gaps.append((doc, no_hbone, (useless, sources)))
@@ -339,6 +352,27 @@ class _Linter:
             # The same fix as hbone-blocked's when both are missing: one policy clears both.
             fix = self._hbone_fix(doc, sources, probes=True, hbone=id(doc) in hbone_docs)
             self.add(doc, "probe-blocked", self._where(doc, "ingress"), msg, fix, severity)
+
+    def _ingress_verdict(self, ns: str, pod: Pod) -> tuple[bool, set[str], list | None, bool]:
+        """(HBONE allowed, why the 15008 rules do not count, sources to keep, probes allowed)
+        for one pod; memoised per label set for stand-ins (a real pod's ports and IPs count)."""
+        key = ("ingress", ns, frozenset(pod.labels.items())) if pod.stand_in else ("pod", id(pod))
+        found = self._union.get(key)
+        if found is not None:
+            return found
+        rules = [r for _, r in self.union_rules(ns, pod, "Ingress")]
+        hbone = [r for r in rules if m.rule_allows_port(r, "TCP", m.HBONE_PORT, pod.ports)]
+        useful = any(not m.peers(r, "from") or any(
+            self.peer_carries_hbone(p, ns) for p in m.peers(r, "from")) for r in hbone)
+        why: set[str] = set()
+        sources: list | None = None
+        if not useful:
+            for r in hbone:
+                why.update(self._why_useless(r, ns))
+            sources = self._sources(rules, ns)
+        found = (useful, why, sources, self._probe_allowed(rules, [pod]))
+        self._union[key] = found
+        return found
 
     def _why_useless(self, rule: dict, ns: str) -> set[str]:
         out = set()
@@ -422,7 +456,7 @@ class _Linter:
         entries = []
         for doc in docs:
             ns = _ns(doc, self.default_ns)
-            if "Egress" not in m.policy_types(doc.data):
+            if "Egress" not in _types(doc):
                 continue
             missing, unresolved = [], set()
             for pod in self.all_targets(doc):
@@ -473,17 +507,15 @@ class _Linter:
         entries = []
         for doc in docs:
             ns = _ns(doc, self.default_ns)
-            if "Egress" not in m.policy_types(doc.data):
+            if "Egress" not in _types(doc):
                 continue
             gaps: list[dict] = []
+            seen: set[int] = set()
             targets = self.targets(doc)
             for pod in targets:
-                rules = [r for _, r in self.union_rules(ns, pod, "Egress")]
-                hbone = [r for r in rules if m.rule_allows_port(r, "TCP", m.HBONE_PORT)]
-                for r in rules:
-                    if r in hbone or r in gaps or not self._to_meshed(r, ns):
-                        continue
-                    if not any(_covers_peers(h, r) for h in hbone):
+                for r in self._egress_gaps(ns, pod):
+                    if id(r) not in seen:
+                        seen.add(id(r))
                         gaps.append(r)
             if gaps:
                 entries.append((doc, targets, gaps))
@@ -508,6 +540,21 @@ class _Linter:
                    "(HBONE), so these connections are dropped. " + L4_NOTE)
             self.add(doc, "egress-hbone-blocked", self._where(doc, "egress"), msg,
                      append_fix(new, f"add policy {name!r} allowing TCP 15008 to {where}"))
+
+    def _egress_gaps(self, ns: str, pod: Pod) -> list[dict]:
+        """Egress rules of the pod's union that reach meshed pods without 15008 to them
+        (memoised per label set: policies selecting the same pods share the answer)."""
+        key = ("egress-gaps", ns, frozenset(pod.labels.items()))
+        found = self._union.get(key)
+        if found is not None:
+            return found
+        rules = [r for _, r in self.union_rules(ns, pod, "Egress")]
+        hbone = [r for r in rules if m.rule_allows_port(r, "TCP", m.HBONE_PORT)]
+        hbone_ids = {id(r) for r in hbone}
+        found = [r for r in rules if id(r) not in hbone_ids and self._to_meshed(r, ns)
+                 and not any(_covers_peers(h, r) for h in hbone)]
+        self._union[key] = found
+        return found
 
     def _to_meshed(self, rule: dict, ns: str) -> bool:
         if m.rule_only_ambient_ports(rule) or _only_dns(rule):
