@@ -25,7 +25,7 @@ from . import model as m
 from . import templates
 from .fixes import Fix, append_fix, delete_fix, replace_fix
 from .index import SelectorIndex
-from .parse import PolicyDoc, parse_text
+from .parse import PolicyDoc, gc_paused, parse_text
 from .schema import validate
 
 ERROR = "error"
@@ -113,7 +113,10 @@ def pod_from(p: Pod | Mapping[str, Any]) -> Pod:
 
 
 def _ns(doc: PolicyDoc, default: str) -> str:
-    return doc.namespace or default
+    ns = doc.extra.get("_ns")
+    if ns is None:
+        ns = doc.extra["_ns"] = doc.namespace or ""
+    return ns or default
 
 
 def _unique_name(base: str, taken: set[str]) -> str:
@@ -757,7 +760,8 @@ def lint(docs: Sequence[PolicyDoc], *, enrolled: bool | Container[str] = True,
     context: everything known about the cluster (overrides enrolled and pods).
     """
     ctx = context or Context(enrolled=enrolled, pods=pods)
-    return _Linter(docs, cluster_policies, ctx, namespace).run()
+    with gc_paused():
+        return _Linter(docs, cluster_policies, ctx, namespace).run()
 
 
 def lint_text(text: str, file: str = "<text>", **kwargs: Any) -> list[Finding]:

@@ -157,3 +157,19 @@ def test_install_plan_gates_each_enrolment():
 def test_lint_without_input_or_cluster_is_usage_error():
     code, _, err = run("netpol", "lint")
     assert code == 2 and "--cluster" in err
+
+
+def test_live_pod_reads_host_network_ips_and_named_ports():
+    # The API's own JSON shape for a Pod (as list_namespaced_pod returns it).
+    from ambient_tui.netpol.live import pod_of
+
+    item = {"metadata": {"name": "web-1", "labels": {"app": "web"}},
+            "spec": {"hostNetwork": True, "containers": [
+                {"name": "c", "ports": [{"name": "http", "containerPort": 8080},
+                                        {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                                        {"containerPort": 9000}]}]},
+            "status": {"podIP": "10.0.0.5", "podIPs": [{"ip": "10.0.0.5"}, {"ip": "fd00::5"}]}}
+    pod = pod_of(item)
+    assert (pod.name, pod.labels, pod.host_network) == ("web-1", {"app": "web"}, True)
+    assert pod.ips == ("10.0.0.5", "fd00::5")
+    assert pod.ports == {"http": {("TCP", 8080)}, "dns": {("UDP", 53)}}

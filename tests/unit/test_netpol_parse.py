@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ambient_tui.netpol.parse import NotNetworkPolicy, ParseError, parse_file, parse_text
@@ -121,3 +123,20 @@ def test_template_assets_match_code(name):
 
     asset = Path(__file__).resolve().parents[2] / "assets" / "netpol" / "templates" / f"{name}.yaml"
     assert asset.read_text() == render(name), f"regenerate with: netpol template {name}"
+
+
+def test_key_lines_from_the_parse_agree_with_composed_lines():
+    # parse records the lines of top-level and spec keys from the events; every other line
+    # comes from composing the document again. Both must say the same (real files, flow
+    # style and comments included).
+    from dataclasses import replace
+
+    corpus = Path(__file__).parent / "netpol_corpus"
+    checked = 0
+    for path in sorted(corpus.rglob("*.yaml")):
+        for doc in parse_file(path):
+            fresh = replace(doc, keylines={}, _node=None, _root_line=None)
+            for key, line in doc.keylines.items():
+                assert fresh.line_of(*key) == line, (path.name, key)
+                checked += 1
+    assert checked > 200
