@@ -225,14 +225,16 @@ async def test_editor_from_main_screen_tree_diff_apply(core, kubeconfig, names, 
         editor.query_one("#findings").highlighted = editor.findings.index(hbone)
         editor.action_quick_fix()
         editor.action_diff()
-        await wait_for(lambda: isinstance(app.screen, ConfirmDialog), "the diff")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog)
+                       and app.screen.query("#confirm-body"), "the diff")
         body = app.screen.query_one("#confirm-body").content.code  # the Syntax of the diff
         assert "+kind: NetworkPolicy" in body and "15008" in body
         await pilot.press("escape")
         await wait_for(lambda: app.screen is editor, "the diff to close")
         # Apply: confirmed in the dialog, then the policy is live.
         editor.action_apply_cluster()
-        await wait_for(lambda: isinstance(app.screen, ConfirmDialog), "the apply dialog")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog)
+                       and app.screen.query("#apply"), "the apply dialog")
         assert "Server-side apply 2 policy(ies)" in str(app.screen._title)
         app.screen.query_one("#apply", Button).press()
         names_live = lambda: {p["metadata"]["name"] for p in admin.list_policies(ns)}  # noqa: E731
