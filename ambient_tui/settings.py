@@ -16,4 +16,5 @@ class Settings:
     values: dict[str, str] = field(default_factory=dict)  # component -> values file
     gateway_api_file: str | None = None  # local file or folder for air-gapped clusters
     enroll: list[str] = field(default_factory=list)
+    force_enroll: bool = False  # enrol even when the namespace's live NetworkPolicies block HBONE
     context: str | None = None

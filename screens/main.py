@@ -659,9 +659,12 @@ class MainScreen(BufferedOutput, Screen):
         self.app.push_screen(HelpScreen(self.help_rows() + self.pane_help_rows()))
 
     def action_netpol(self) -> None:
+        from ambient_tui.netpol.cluster import NetpolCluster
         from screens.netpol import NetpolScreen
 
-        self.app.push_screen(NetpolScreen(None, namespace=self.namespace))
+        # The editor works on the TUI's own cluster (read through getattr: the target may be pinned).
+        cluster = NetpolCluster(getattr(self.app, "kubeconfig", None), getattr(self.app, "kube_context", None))
+        self.app.push_screen(NetpolScreen(cluster, namespace=self.namespace))
 
     def action_quit(self) -> None:
         if self.running:

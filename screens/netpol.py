@@ -29,8 +29,10 @@ from textual.worker import Worker, WorkerState
 from ambient_tui.netpol import assets, templates
 from ambient_tui.netpol.cluster import ClusterError, NamespaceInfo, normalise
 from ambient_tui.netpol.fixes import Fix, FixError, apply_fix
-from ambient_tui.netpol.lint import ERROR, RULES, Finding, lint
-from ambient_tui.netpol.parse import ParseError, from_object, parse_text
+from ambient_tui.netpol.lint import ERROR, RULES, Context, Finding, Pod, lint
+from ambient_tui.netpol.live import Live, pod_of
+from ambient_tui.netpol.live import load as load_live
+from ambient_tui.netpol.parse import BOUNDS, ParseError, decode, from_object, parse_text
 from screens.widgets import CursorOptionList
 
 LINT_DELAY = 0.3  # seconds of quiet typing before the lint runs
@@ -49,8 +51,9 @@ class ConfirmDialog(ModalScreen[str]):
 
     DEFAULT_CSS = """
     ConfirmDialog { align: center middle; }
-    ConfirmDialog > Vertical { width: 90; max-height: 90%; height: auto; border: thick $accent;
-                               background: $surface; padding: 1 2; }
+    /* max-width: at 80x24 a 90-wide box cut the buttons (Cancel) off the right edge */
+    ConfirmDialog > Vertical { width: 90; max-width: 100%; max-height: 100%; height: auto;
+                               border: thick $accent; background: $surface; padding: 1 2; }
     ConfirmDialog VerticalScroll { height: auto; max-height: 30; }
     ConfirmDialog Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
     ConfirmDialog Button { margin-left: 1; }
@@ -77,7 +80,7 @@ class ConfirmDialog(ModalScreen[str]):
 class PathDialog(ModalScreen[Path | None]):
     DEFAULT_CSS = """
     PathDialog { align: center middle; }
-    PathDialog > Vertical { width: 80; height: auto; border: thick $accent; background: $surface;
+    PathDialog > Vertical { width: 80; max-width: 100%; height: auto; border: thick $accent; background: $surface;
                             padding: 1 2; }
     """
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="netpol.dialog.cancel")]
@@ -108,7 +111,7 @@ class TemplateDialog(ModalScreen[TemplateChoice | None]):
 
     DEFAULT_CSS = """
     TemplateDialog { align: center middle; }
-    TemplateDialog > Vertical { width: 80; height: auto; border: thick $accent;
+    TemplateDialog > Vertical { width: 80; max-width: 100%; height: auto; max-height: 100%; border: thick $accent;
                                 background: $surface; padding: 1 2; }
     TemplateDialog Input { margin-bottom: 1; }
     TemplateDialog Horizontal { height: auto; align-horizontal: right; }
@@ -178,7 +181,7 @@ class OpenDialog(ModalScreen[Path | None]):
 
     DEFAULT_CSS = """
     OpenDialog { align: center middle; }
-    OpenDialog > Vertical { width: 90; height: auto; max-height: 90%; border: thick $accent;
+    OpenDialog > Vertical { width: 90; max-width: 100%; height: auto; max-height: 100%; border: thick $accent;
                             background: $surface; padding: 1 2; }
     OpenDialog OptionList { height: auto; max-height: 16; }
     """
@@ -261,7 +264,11 @@ class NetpolScreen(Screen):
         self._dry_timer: Timer | None = None
         self._namespaces: list[NamespaceInfo] = []
         self._cluster_policies: dict[str, list[dict[str, Any]]] = {}
-        self._pods: dict[str, list[dict[str, Any]]] = {}
+        self._pods: dict[str, list[Pod]] = {}
+        self._capture: tuple[frozenset[str], str, str] | None = None  # excluded, cni, reason
+        self._load_problem: tuple[ParseError, str] | None = None  # undecodable file, its text
+        self._cluster_problem = ""  # why the cluster could not be read, for the status line
+        self._cluster_docs: list | None = None  # the live policies as PolicyDocs, for the union
         self._untitled = 0
 
     # -- layout -----------------------------------------------------------------------------
@@ -308,7 +315,12 @@ class NetpolScreen(Screen):
             mode = "enrolled: from cluster labels"
         else:
             mode = "namespaces taken as enrolled" if self.assume_enrolled else "not enrolled"
-        conn = "connected" if self.cluster is not None else "offline"
+        if self.cluster is None:
+            conn = "offline"
+        elif self._cluster_problem:
+            conn = f"not connected: {self._cluster_problem}"
+        else:
+            conn = "connected" if self._namespaces else "connecting"
         self.query_one("#status", Static).update(_text(f"{where}{mark}  |  {mode}  |  {conn}"))
 
     # -- buffer -----------------------------------------------------------------------------
@@ -322,10 +334,18 @@ class NetpolScreen(Screen):
 
     def _load_path(self, path: Path) -> None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            self.notify(f"Cannot open {path}: {err}", severity="error", markup=False)
+            raw = path.read_bytes()
+        except OSError as err:
+            self.notify(f"Cannot open {path}: {err.strerror or err}", severity="error",
+                        markup=False)
             return
+        try:
+            text = decode(raw, str(path))
+        except ParseError as err:
+            # Open it anyway, bad bytes shown as U+FFFD: the person sees where, and the
+            # error stays in the findings until the text is changed.
+            text = raw[:BOUNDS.input_bytes].decode("utf-8", "replace")
+            self._load_problem = (err, text)
         draft = path.parent == assets.drafts_dir(self.state_dir)
         example = path.parent == assets.GUIDE_DIR
         if draft or example:
@@ -351,6 +371,15 @@ class NetpolScreen(Screen):
             return {n.name for n in self._namespaces if n.enrolled}
         return True
 
+    def _lint_context(self) -> Context:
+        """Offline: chart defaults. Connected: live enrolment, pods, capture and CNI."""
+        ctx = Context(enrolled=self._enrolled_arg(), pods=self._pods or None)
+        if self.cluster is not None and self._namespaces:
+            ctx.namespaces = {n.name: n.labels for n in self._namespaces}
+        if self._capture is not None:
+            ctx.excluded, ctx.cni, ctx.cni_reason = self._capture
+        return ctx
+
     def _relint(self) -> None:
         text = self.editor.text
         self.problem = None
@@ -360,11 +389,21 @@ class NetpolScreen(Screen):
         except ParseError as err:
             self.problem = err
             docs = []
+        if self._load_problem is not None:
+            if self._load_problem[1] == text:
+                self.problem = self._load_problem[0]
+            else:
+                self._load_problem = None
         if docs:
-            context = [from_object(p) for ns in self._cluster_policies.values() for p in ns]
-            self.findings = lint(docs, enrolled=self._enrolled_arg(),
-                                 pods=self._pods or None, cluster_policies=context,
-                                 namespace=self.namespace)
+            if self._cluster_docs is None:  # built once per cluster read, not per keystroke
+                self._cluster_docs = [from_object(p) for ns in self._cluster_policies.values()
+                                      for p in ns]
+            context = self._cluster_docs
+            try:
+                self.findings = lint(docs, cluster_policies=context, namespace=self.namespace,
+                                     context=self._lint_context())
+            except Exception as err:  # never let a buffer end the app; say what broke
+                self.problem = ParseError(f"the lint failed on this buffer: {err!r}")
         self._render_findings()
         self._rebuild_buffer_nodes(docs)
         self._autosave(text)
@@ -462,7 +501,7 @@ class NetpolScreen(Screen):
     def action_new_template(self) -> None:
         namespaces = [n.name for n in self._namespaces]
         labels = sorted({f"{k}={v}" for pods in self._pods.values() for p in pods
-                         for k, v in (p.get("labels") or {}).items()})
+                         for k, v in p.labels.items()})
         self.app.push_screen(TemplateDialog(self.namespace, namespaces, labels), self._new_from)
 
     def _new_from(self, choice: TemplateChoice | None) -> None:
@@ -630,24 +669,47 @@ class NetpolScreen(Screen):
 
     def _cluster_error(self, err: ClusterError) -> None:
         self.notify(err.message, severity="error", markup=False, timeout=10)
+        if not self._namespaces:
+            self._cluster_problem = err.message.splitlines()[0][:80]
+            self._update_status()
 
     def _load_namespaces(self) -> None:
-        def fetch() -> list[NamespaceInfo]:
-            return self.cluster.namespaces()
+        """Everything the lint uses, read as `netpol lint --cluster` reads it."""
+        wanted = [self.namespace] if self.namespace else None
 
-        def done(result: list[NamespaceInfo]) -> None:
-            self._namespaces = result
+        def fetch() -> Live:
+            try:
+                return load_live(self.cluster)
+            except ClusterError as err:
+                if err.status != 403 or not wanted:
+                    raise
+                return load_live(self.cluster, wanted)  # a user who may not list namespaces
+
+        def done(live: Live) -> None:
+            self._cluster_problem = ""
+            self._namespaces = [NamespaceInfo(n, n in live.context().enrolled, labels)
+                                for n, labels in sorted(live.namespaces.items())]
+            self._cluster_policies = {}
+            self._cluster_docs = None
+            for doc in live.policies:
+                self._cluster_policies.setdefault(doc.namespace or "", []).append(doc.data)
+            self._pods = live.pods
+            self._capture = (live.excluded, live.cni, live.cni_reason)
             self._rebuild_tree(self._docs_or_empty())
             self._relint()
+            for note in live.notes:
+                self.notify(note, severity="warning", markup=False)
 
         self._thread(fetch, done, "namespaces")
 
     def _load_namespace(self, ns: str) -> None:
         def fetch() -> tuple[list, list]:
-            return self.cluster.list_policies(ns), self.cluster.list_pods(ns)
+            return (self.cluster.list_policies(ns),
+                    [pod_of(p) for p in self.cluster.list_pod_objects(ns)])
 
         def done(result: tuple[list, list]) -> None:
             self._cluster_policies[ns], self._pods[ns] = result
+            self._cluster_docs = None
             self._rebuild_tree(self._docs_or_empty())
             self._relint()
 
@@ -664,6 +726,7 @@ class NetpolScreen(Screen):
             self.notify("Offline: no cluster to refresh from.")
             return
         self._cluster_policies.clear()
+        self._cluster_docs = None
         self._pods.clear()
         self._load_namespaces()
 
@@ -713,6 +776,10 @@ class NetpolScreen(Screen):
         return "".join(parts)
 
     def action_apply_cluster(self) -> None:
+        if getattr(self.app, "read_only", False):
+            self.notify("Read-only session: apply is off (diff with f8 still works).",
+                        severity="warning")
+            return
         docs = self._docs_for_cluster()
         if docs is None:
             return
@@ -743,7 +810,7 @@ class NetpolScreen(Screen):
 
 
 def _append(text: str) -> Fix:
-    return Fix(title="append template", kind="append", yaml=text)
+    return Fix(title="append template", kind="append", text=text)
 
 
 def _diff_view(diff: str) -> Any:

@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="show what would run; change nothing")
     p.add_argument("--resume", action="store_true", help="skip steps the journal saw finish")
     p.add_argument("--force", action="store_true", help="install even when a preflight check fails")
+    p.add_argument("--force-enroll", action="store_true",
+                   help="enrol --enroll namespaces even when their live NetworkPolicies would block HBONE")
     p.add_argument("--fix", action="store_true",
                    help="run the offered fixes (VPC CNI enforcing mode) as the plan's first phase")
     from ambient_tui.commands.unlock import add_flag
@@ -155,6 +157,7 @@ def cmd_install(args) -> int:
     if not args.dry_run:
         refuse_if_read_only(args, "install", "--dry-run shows the plan")
     settings = _settings_from(args)
+    settings.force_enroll = args.force_enroll  # read by the enrol phase's netpol gate
     if getattr(args, "force_unlock", False):
         from ambient_tui.commands.unlock import force_unlock_interactive
         code = force_unlock_interactive(args.kubeconfig, args.context)

@@ -57,12 +57,21 @@ def findings_by_namespace(kube, namespaces: list[str]) -> dict[str, list]:
 
 
 def enrolment_gate(kube, namespaces: list[str]) -> list[str]:
-    """Problems that stop the enrolment unless forced (one line each); [] to go on."""
-    # lead: wire the netpol gate here (ambient_tui/netpol/gate.py replaces this lint).
+    """Problems that stop the enrolment unless forced (one line each); [] to go on. The same
+    gate as the install plan's enrol phase (netpol/gate.py): live policies, pods and CNI."""
+    from ambient_tui.netpol.cluster import ClusterError, NetpolCluster
+    from ambient_tui.netpol.gate import describe, enrolment_findings
+
+    live = NetpolCluster(api_client=kube.api_client)
     problems = []
     for ns in namespaces:
-        for f in blocking_findings(kube, ns):
-            problems.append(f"{ns}: NetworkPolicy {f.policy}: {f.message}")
+        try:
+            findings = enrolment_findings(live, ns)
+        except ClusterError as e:  # unreadable is not judged safe
+            problems.append(f"{ns}: cannot read its NetworkPolicies to check them: {e}")
+            continue
+        if findings:
+            problems.append(describe(ns, findings).replace("--force-enroll", "--force"))
     return problems
 
 

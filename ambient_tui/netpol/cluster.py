@@ -204,6 +204,53 @@ class NetpolCluster:
         return [{"name": p["metadata"]["name"], "labels": p["metadata"].get("labels") or {}}
                 for p in data.get("items", [])]
 
+    def list_pod_objects(self, namespace: str) -> list[dict[str, Any]]:
+        """Pods as the API's JSON (spec and status too: host network, IPs, named ports)."""
+        core, _ = self._apis()
+        data = self._call(core.list_namespaced_pod, namespace, verb="list", resource="pods",
+                          namespace=namespace)
+        return data.get("items", [])
+
+    def get_namespace(self, name: str) -> dict[str, str] | None:
+        """A namespace's labels, or None when it does not exist."""
+        core, _ = self._apis()
+        try:
+            data = self._call(core.read_namespace, name, verb="get", resource="namespaces",
+                              name=name)
+        except ClusterError as err:
+            if err.status == 404:
+                return None
+            raise
+        return (data.get("metadata") or {}).get("labels") or {}
+
+    def label_namespace(self, name: str, labels: dict[str, str | None]) -> None:
+        core, _ = self._apis()
+        self._call(core.patch_namespace, name, {"metadata": {"labels": labels}}, verb="patch",
+                   resource="namespaces", name=name)
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        core, _ = self._apis()
+        return self._get(core.read_namespaced_config_map, name, namespace, "configmaps")
+
+    def get_daemonset(self, namespace: str, name: str) -> dict[str, Any] | None:
+        from kubernetes import client
+
+        self._apis()
+        apps = client.AppsV1Api(self._api_client) if self._api_client is not None else None
+        if apps is None:
+            return None  # injected fakes without an API client: no DaemonSets known
+        return self._get(apps.read_namespaced_daemon_set, name, namespace, "daemonsets")
+
+    def _get(self, fn: Callable[..., Any], name: str, namespace: str,
+             resource: str) -> dict[str, Any] | None:
+        try:
+            return self._call(fn, name, namespace, verb="get", resource=resource,
+                              namespace=namespace, name=name)
+        except ClusterError as err:
+            if err.status == 404:
+                return None
+            raise
+
     def get_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
         _, net = self._apis()
         try:

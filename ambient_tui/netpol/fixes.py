@@ -8,21 +8,38 @@ comments are lost, the other documents are untouched).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from .parse import PolicyDoc
 
+# libyaml's emitter when PyYAML has it: a bundle with a thousand findings renders a
+# thousand fixes.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False)
+
 
 @dataclass(frozen=True)
 class Fix:
     title: str
     kind: str  # "append" | "replace" | "delete"
-    yaml: str = ""
+    text: str = ""  # the YAML, when given as text
     document: int | None = None  # 1-based document index for replace/delete
     name: str | None = None  # policy name, checked before replacing
+    data: Any = field(default=None, compare=False, repr=False)  # rendered on first use
+
+    @property
+    def yaml(self) -> str:
+        # Rendered lazily: a bundle's thousands of findings each carry a fix, and the text
+        # output shows only their titles.
+        if not self.text and self.data is not None:
+            object.__setattr__(self, "text", _dump(self.data))
+        return self.text
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"title": self.title, "kind": self.kind}
@@ -108,7 +125,7 @@ def replace_fix(doc: PolicyDoc, new_data: dict[str, Any], title: str) -> Fix:
     if doc.item is not None and isinstance(doc.extra.get("list"), dict):
         whole = copy.deepcopy(doc.extra["list"])
         whole["items"][doc.item] = new_data
-    return Fix(title=title, kind="replace", yaml=yaml.safe_dump(whole, sort_keys=False),
+    return Fix(title=title, kind="replace", data=whole,
                document=doc.document, name=doc.name if doc.item is None else None)
 
 
@@ -116,10 +133,10 @@ def delete_fix(doc: PolicyDoc, title: str) -> Fix:
     if doc.item is not None and isinstance(doc.extra.get("list"), dict):
         whole = copy.deepcopy(doc.extra["list"])
         del whole["items"][doc.item]
-        return Fix(title=title, kind="replace", yaml=yaml.safe_dump(whole, sort_keys=False),
+        return Fix(title=title, kind="replace", data=whole,
                    document=doc.document)
     return Fix(title=title, kind="delete", document=doc.document, name=doc.name)
 
 
 def append_fix(new_doc: dict[str, Any], title: str) -> Fix:
-    return Fix(title=title, kind="append", yaml=yaml.safe_dump(new_doc, sort_keys=False))
+    return Fix(title=title, kind="append", data=new_doc)

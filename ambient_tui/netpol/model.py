@@ -6,6 +6,7 @@ just reads what it can so one typo does not hide every other finding.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any, Iterable, Mapping
 
@@ -32,19 +33,21 @@ def spec(doc: Mapping[str, Any]) -> dict:
 
 
 def policy_types(doc: Mapping[str, Any]) -> set[str]:
-    """Types in force: the API's defaulting when policyTypes is absent."""
+    """Types in force, defaulted as the API server does when policyTypes is absent or empty:
+    Ingress always, Egress only when there is at least one egress rule (`egress: []` adds none)."""
     s = spec(doc)
     types = s.get("policyTypes")
     if isinstance(types, list) and types:
         return {t for t in types if t in ("Ingress", "Egress")}
     result = {"Ingress"}
-    if s.get("egress") is not None:
+    if as_list(s.get("egress")):
         result.add("Egress")
     return result
 
 
 def selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
-    """Kubernetes LabelSelector semantics; a missing/empty selector matches everything."""
+    """Kubernetes LabelSelector semantics; a missing/empty selector matches everything.
+    Every expression must hold; In/NotIn take the whole values list."""
     sel = as_dict(selector)
     for key, value in as_dict(sel.get("matchLabels")).items():
         if labels.get(str(key)) != str(value):
@@ -52,7 +55,7 @@ def selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
     for expr in as_list(sel.get("matchExpressions")):
         expr = as_dict(expr)
         key, op = str(expr.get("key")), expr.get("operator")
-        values = [str(v) for v in as_list(expr.get("values"))]
+        values = {str(v) for v in as_list(expr.get("values"))}
         present = key in labels
         if op == "In" and not (present and labels[key] in values):
             return False
@@ -62,26 +65,49 @@ def selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
             return False
         if op == "DoesNotExist" and present:
             return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False  # the API server refuses it; it selects nothing
     return True
 
 
-def representative_labels(selector: Any) -> dict[str, str]:
-    """The smallest label set a pod selected by `selector` must carry.
+REPRESENTATIVE_LIMIT = 16  # stand-in pods per selector, offline (In with many values multiplies)
 
-    Offline there are no pods; we ask which policies select this stand-in pod.
-    A policy that selects it selects (nearly) every pod the original selector does.
+
+def representative_pods(selector: Any) -> list[dict[str, str]]:
+    """Label sets standing in for the pods `selector` selects, offline.
+
+    One per combination of `In` values (up to REPRESENTATIVE_LIMIT): a policy that selects
+    only `app In (b)` must be judged for the b pods too, not for the first value alone.
     """
     sel = as_dict(selector)
-    labels = {str(k): str(v) for k, v in as_dict(sel.get("matchLabels")).items()}
+    base = {str(k): str(v) for k, v in as_dict(sel.get("matchLabels")).items()}
+    sets = [base]
     for expr in as_list(sel.get("matchExpressions")):
         expr = as_dict(expr)
         key = str(expr.get("key"))
-        values = as_list(expr.get("values"))
-        if expr.get("operator") == "In" and values and key not in labels:
-            labels[key] = str(values[0])
-        elif expr.get("operator") == "Exists" and key not in labels:
-            labels[key] = "any"
-    return labels
+        op = expr.get("operator")
+        values = [str(v) for v in as_list(expr.get("values"))]
+        if op == "In" and values:
+            grown = []
+            for labels in sets:
+                if key in labels:
+                    grown.append(labels)
+                    continue
+                for v in values:
+                    grown.append({**labels, key: v})
+            sets = grown[:REPRESENTATIVE_LIMIT]
+        elif op == "Exists":
+            for labels in sets:
+                labels.setdefault(key, "any")
+        elif op == "NotIn":
+            for labels in sets:
+                if key in labels and labels[key] in values:
+                    labels[key] = "other"
+    return [s for s in sets if selector_matches(selector, s)] or sets[:1]
+
+
+def representative_labels(selector: Any) -> dict[str, str]:
+    return representative_pods(selector)[0]
 
 
 def selector_text(selector: Any) -> str:
@@ -100,27 +126,68 @@ def is_ztunnel_selector(selector: Any) -> bool:
     return any(labels.get(k) == v for k, v in ZTUNNEL_LABELS.items())
 
 
-def port_covers(entry: Any, protocol: str, number: int) -> bool:
-    """Does one `ports` entry allow protocol/number? Named ports are not resolved: no."""
+# Offline, a named port is judged by its name: these are kube-dns/CoreDNS's container ports.
+DNS_PORT_NAMES = {"dns": "UDP", "dns-tcp": "TCP", "domain": "UDP", "dns-udp": "UDP"}
+
+# Named container ports of the pods a rule is about: name -> {(protocol, number)}.
+PortNames = Mapping[str, set[tuple[str, int]]]
+
+
+def _number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def port_covers(entry: Any, protocol: str, number: int, names: PortNames | None = None) -> bool:
+    """Does one `ports` entry allow protocol/number? `endPort` makes it a range; a named
+    port counts when `names` (the pods' container ports) resolves it to that number."""
     e = as_dict(entry)
     if e.get("protocol", "TCP") != protocol:
         return False
     port = e.get("port")
     if port is None:
         return True
-    if isinstance(port, bool) or not isinstance(port, int):
+    if isinstance(port, str):
+        return bool(names) and (protocol, number) in names.get(port, set())
+    start = _number(port)
+    if start is None:
         return False
-    end = e.get("endPort")
-    if isinstance(end, int) and not isinstance(end, bool):
-        return port <= number <= end
-    return port == number
+    end = _number(e.get("endPort"))
+    if end is not None:
+        return start <= number <= end
+    return start == number
 
 
-def rule_allows_port(rule: Any, protocol: str, number: int) -> bool:
+def rule_allows_port(rule: Any, protocol: str, number: int, names: PortNames | None = None) -> bool:
     ports = as_dict(rule).get("ports")
     if not ports:
         return True  # no ports: every port
-    return any(port_covers(p, protocol, number) for p in as_list(ports))
+    return any(port_covers(p, protocol, number, names) for p in as_list(ports))
+
+
+def named_ports(rule: Any) -> list[str]:
+    return [p["port"] for p in (as_dict(x) for x in as_list(as_dict(rule).get("ports")))
+            if isinstance(p.get("port"), str)]
+
+
+def in_pod_ports(rule: Any) -> list[int]:
+    """15006/15001 in a rule: ztunnel's in-pod redirect targets, never a policy's port."""
+    return [p for p in (_number(as_dict(x).get("port")) for x in as_list(as_dict(rule).get("ports")))
+            if p in (15006, 15001)]
+
+
+def namespace_names(selector: Any) -> set[str] | None:
+    """The namespace names a namespaceSelector pins by kubernetes.io/metadata.name, or None."""
+    sel = as_dict(selector)
+    names: set[str] | None = None
+    value = as_dict(sel.get("matchLabels")).get("kubernetes.io/metadata.name")
+    if value is not None:
+        names = {str(value)}
+    for expr in as_list(sel.get("matchExpressions")):
+        expr = as_dict(expr)
+        if expr.get("key") == "kubernetes.io/metadata.name" and expr.get("operator") == "In":
+            vals = {str(v) for v in as_list(expr.get("values"))}
+            names = vals if names is None else names & vals
+    return names
 
 
 def rule_only_ambient_ports(rule: Any) -> bool:
@@ -149,6 +216,15 @@ _NOT_POD_NETS = [ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10"
                                                   PROBE_SOURCES[1])]
 
 
+@functools.lru_cache(maxsize=4096)
+def network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """A CIDR or address as a network, parsed once (the same CIDRs recur in every policy)."""
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return None
+
+
 def peer_may_be_pod(peer: Any) -> bool:
     """Could traffic from/to other pods match this peer? (Not for ztunnel or link-local peers.)"""
     p = as_dict(peer)
@@ -156,9 +232,8 @@ def peer_may_be_pod(peer: Any) -> bool:
         return False
     block = as_dict(p.get("ipBlock"))
     if block:
-        try:
-            net = ipaddress.ip_network(str(block.get("cidr")), strict=False)
-        except ValueError:
+        net = network(str(block.get("cidr")))
+        if net is None:
             return False
         return not any(net.version == n.version and net.subnet_of(n)  # type: ignore[arg-type]
                        for n in _NOT_POD_NETS)
@@ -174,17 +249,14 @@ def peer_allows_address(peer: Any, address: str) -> bool:
     block = as_dict(as_dict(peer).get("ipBlock"))
     if not block:
         return False
-    try:
-        addr = ipaddress.ip_network(address, strict=False)
-        net = ipaddress.ip_network(str(block.get("cidr")), strict=False)
-    except ValueError:
+    addr, net = network(address), network(str(block.get("cidr")))
+    if addr is None or net is None:
         return False
     if addr.version != net.version or not addr.subnet_of(net):  # type: ignore[arg-type]
         return False
     for ex in as_list(block.get("except")):
-        try:
-            exn = ipaddress.ip_network(str(ex), strict=False)
-        except ValueError:
+        exn = network(str(ex))
+        if exn is None:
             continue
         if exn.version == addr.version and addr.subnet_of(exn):  # type: ignore[arg-type]
             return False

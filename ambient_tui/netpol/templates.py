@@ -93,8 +93,23 @@ def allow_egress_to_config_server(
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": to_namespace}},
             "podSelector": {"matchLabels": dict(to_selector or {"app": "config-server"})},
         }],
-        "ports": [{"protocol": "TCP", "port": int(port)}],
+        # 15008: the meshed client's ztunnel reaches a meshed config server through HBONE
+        # on the server pod's port 15008, not on the application port.
+        "ports": [{"protocol": "TCP", "port": int(port)}, {"protocol": "TCP", "port": HBONE_PORT}],
     }]
+    return doc
+
+
+def allow_hbone_egress(namespace: str | None = None, selector: dict[str, str] | None = None,
+                       name: str = "allow-ambient-hbone-egress",
+                       to: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Egress TCP 15008 to `to` (the peers the pods already reach), or to anywhere."""
+    doc = _base(name, namespace, selector)
+    doc["spec"]["policyTypes"] = ["Egress"]
+    rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": HBONE_PORT}]}
+    if to:
+        rule = {"to": to, **rule}
+    doc["spec"]["egress"] = [rule]
     return doc
 
 

@@ -211,11 +211,16 @@ def build_install_plan(settings: Settings, cat: catalog.Catalog | None = None,
              argv=["kubectl", "rollout", "status", "daemonset/ztunnel", "-n", ns, "--timeout=10m"]),
     ]))
     if settings.enroll:
-        plan.phases.append(Phase("enroll", "Enrol namespaces", [
+        from ambient_tui.netpol.gate import gate_argv
+
+        # Each enrolment is preceded by a lint of the namespace's live NetworkPolicies
+        # (`ambient-tui netpol gate`): a blocking finding stops it unless --force-enroll.
+        plan.phases.append(Phase("enroll", "Enrol namespaces", [s for n in settings.enroll for s in (
+            Step(f"netpol-gate-{n}", f"check {n}'s NetworkPolicies allow HBONE and probes", timeout=60,
+                 argv=gate_argv(settings, n)),
             Step(f"enroll-{n}", f"enrol namespace {n}", timeout=60, kind="enroll",
                  argv=["kubectl", "label", "namespace", n, "istio.io/dataplane-mode=ambient", "--overwrite"],
-                 undo=["kubectl", "label", "namespace", n, "istio.io/dataplane-mode-"])
-            for n in settings.enroll]))
+                 undo=["kubectl", "label", "namespace", n, "istio.io/dataplane-mode-"]))]))
         plan.phases.append(Phase("post-check", "Post-check", [
             Step(f"ztunnel-workloads-{n}", f"ztunnel carries {n}'s workloads over HBONE", timeout=60,
                  warn_only=True, argv=["istioctl", "ztunnel-config", "workloads", "--workload-namespace", n],

@@ -159,22 +159,42 @@ def test_meaningless_port_15441():
 def test_meaningless_port_near_miss_15443():
     text = np("x", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
         {"ports": [{"port": 15443}, {"port": 53, "protocol": "UDP"}]}]})
-    assert lint_text(text) == []
+    # (egress-hbone-blocked does fire: 15443 to anywhere, meshed pods included, without 15008)
+    assert rules(lint_text(text), "meaningless-port") == []
 
 
-def test_meaningless_egress_to_15006_but_not_ingress():
+def test_meaningless_egress_to_15006():
     egress = np("e", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
         {"ports": [{"port": 15006}]}, {"ports": [{"port": 53, "protocol": "UDP"}]}]})
     assert [f.rule for f in lint_text(egress)] == ["meaningless-port"]
-    ingress = np("i", {"podSelector": {}, "ingress": [{"ports": [{"port": 15006}]}]})
-    assert rules(lint_text(docs(ingress, HBONE_ONLY, PROBES_ONLY)), "meaningless-port") == []
+
+
+@pytest.mark.parametrize("port", [15006, 15001])
+def test_ingress_on_in_pod_ports_is_meaningless_in_a_meshed_namespace(port):
+    # ztunnel redirects to 15006/15001 inside the pod, after the policy has seen the
+    # original port: opening them on ingress allows nothing a client sends.
+    ingress = np("i", {"podSelector": {}, "ingress": [{"ports": [{"port": port}]}]})
+    found = rules(lint_text(docs(ingress, HBONE_ONLY, PROBES_ONLY)), "meaningless-port")
+    assert len(found) == 1 and str(port) in found[0].message
+    # ...but not in istio-system, where Istio's own ztunnel chart policy opens them.
+    in_istio = np("i", {"podSelector": {}, "ingress": [{"ports": [{"port": port}]}]},
+                  ns="istio-system")
+    assert rules(lint_text(in_istio), "meaningless-port") == []
 
 
 def test_meaningless_rules_aimed_at_ztunnel_pods():
+    # In istio-system a policy selecting ztunnel is Istio's own chart policy: no finding.
     text = np("z", {"podSelector": {"matchLabels": {"app": "ztunnel"}},
                     "policyTypes": ["Ingress"], "ingress": [{}]}, ns="istio-system")
-    found = rules(lint_text(text), "meaningless-port")
+    assert rules(lint_text(text), "meaningless-port") == []
+    elsewhere = np("z", {"podSelector": {"matchLabels": {"app": "ztunnel"}},
+                         "policyTypes": ["Ingress"], "ingress": [{}]}, ns="demo")
+    found = rules(lint_text(elsewhere), "meaningless-port")
     assert len(found) == 1 and found[0].fix.kind == "delete"
+    peer = np("p", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+        {"to": [{"podSelector": {"matchLabels": {"app": "ztunnel"}}}], "ports": [{"port": 53}]}]})
+    found = rules(lint_text(peer), "meaningless-port")
+    assert len(found) == 1 and found[0].fix.kind == "replace"
 
 
 def test_meaningless_near_miss_other_app_label():
@@ -230,7 +250,9 @@ def test_egress_without_dns_fires():
 
 
 def test_egress_without_dns_near_miss_with_dns_policy():
-    assert lint_text(docs(CONFIG, yaml.safe_dump(allow_dns("demo")))) == []
+    # (egress-hbone-blocked also fires here: 8888 to a meshed namespace without 15008)
+    assert rules(lint_text(docs(CONFIG, yaml.safe_dump(allow_dns("demo")))),
+                 "egress-without-dns") == []
 
 
 def test_egress_without_dns_tcp_only_is_not_enough():
@@ -280,7 +302,7 @@ def test_guide_example_fixes_keep_other_documents(tmp_path):
         kind: NetworkPolicy
         metadata:
           name: allow-ztunnel-to-ztunnel
-          namespace: istio-system
+          namespace: demo
         spec:
           podSelector:
             matchLabels:
@@ -309,5 +331,6 @@ def test_removing_last_port_removes_rule_instead_of_opening_all_ports():
 def test_findings_json_shape():
     f = lint_text(DENY_INGRESS, file="x.yaml")[0]
     data = f.to_json()
-    assert set(data) == {"file", "policy", "rule", "severity", "line", "message", "fix"}
+    assert set(data) == {"file", "policy", "namespace", "rule", "severity", "line", "message",
+                         "fix"}
     assert data["file"] == "x.yaml" and data["fix"]["kind"] == "append"

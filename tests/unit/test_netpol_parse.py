@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ambient_tui.netpol.parse import NotNetworkPolicy, ParseError, parse_file, parse_text
@@ -41,13 +43,13 @@ def test_not_yaml_reports_line_and_column():
     assert str(err).startswith("bad.yaml: document 2: line 13")
 
 
-def test_configmap_in_multi_doc_file_is_rejected_with_location():
+def test_configmap_in_multi_doc_file_is_skipped_and_counted():
+    from ambient_tui.netpol.parse import parse_manifests
+
     text = GOOD + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n"
-    with pytest.raises(NotNetworkPolicy) as info:
-        parse_text(text, "mixed.yaml")
-    err = info.value
-    assert (err.file, err.document, err.line) == ("mixed.yaml", 2, 13)
-    assert "ConfigMap 'settings'" in err.message and "not a NetworkPolicy" in err.message
+    got = parse_manifests(text, "mixed.yaml")
+    assert [d.document for d in got.policies] == [1] and got.skipped == {"ConfigMap": 1}
+    assert got.note() == "skipped 1 document(s) of other kinds: 1 ConfigMap"
 
 
 def test_scalar_document_is_rejected():
@@ -121,3 +123,20 @@ def test_template_assets_match_code(name):
 
     asset = Path(__file__).resolve().parents[2] / "assets" / "netpol" / "templates" / f"{name}.yaml"
     assert asset.read_text() == render(name), f"regenerate with: netpol template {name}"
+
+
+def test_key_lines_from_the_parse_agree_with_composed_lines():
+    # parse records the lines of top-level and spec keys from the events; every other line
+    # comes from composing the document again. Both must say the same (real files, flow
+    # style and comments included).
+    from dataclasses import replace
+
+    corpus = Path(__file__).parent / "netpol_corpus"
+    checked = 0
+    for path in sorted(corpus.rglob("*.yaml")):
+        for doc in parse_file(path):
+            fresh = replace(doc, keylines={}, _node=None, _root_line=None)
+            for key, line in doc.keylines.items():
+                assert fresh.line_of(*key) == line, (path.name, key)
+                checked += 1
+    assert checked > 200
