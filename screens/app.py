@@ -55,7 +55,12 @@ class AmbientApp(App):
 
             # The journal file opens on the first write; an unwritable state directory
             # becomes a visible worker error when a run starts, not a crash here.
-            runner = Runner(plan, journal=Journal.for_cluster(self.context or "default"))
+            watcher = None
+            if kubeconfig or kube_context:  # name why a wait is stuck (watch/diagnose.py)
+                from ambient_tui.watch.diagnose import step_watcher
+                watcher = step_watcher(kubeconfig, kube_context)
+            runner = Runner(plan, journal=Journal.for_cluster(self.context or "default"),
+                            step_watcher=watcher)
         self.runner = runner
         self.istio_version = istio_version or plan.meta.get("istio_version", "")
         self.keymap_path = keymap_path

@@ -138,6 +138,11 @@ def _printer(plan):
             line = f"▶ {titles.get(ev.step_id, ev.step_id)}: {ev.line}"
         elif ev.kind is EventKind.OUTPUT:
             line = f"  {ev.line}"
+        elif ev.kind is EventKind.CAUSE:  # why the wait is stuck (watch/diagnose.py)
+            end = "ending the wait" if ev.cause and ev.cause.permanent else "still waiting"
+            line = f"! {ev.step_id}: {ev.message} ({end})"
+            if ev.line:
+                line += "\n  next: " + ev.line.replace("\n", "\n    ")
         elif ev.kind is EventKind.FAILED:
             line = f"✘ {ev.step_id} failed: {ev.message}"
         else:
@@ -257,7 +262,9 @@ def cmd_install(args) -> int:
     except JournalError as e:
         print(f"ambient-tui: {e}", file=sys.stderr)
         return 2
-    runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env or None)
+    from ambient_tui.watch.diagnose import step_watcher
+    watcher = step_watcher(kc, kube_context, settings.namespace)
+    runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env or None, step_watcher=watcher)
     runner.subscribe(_printer(plan))
     if interrupted and not args.dry_run:
         # Continue the interrupted run: skip what it finished (only that run, not older ones).
@@ -272,6 +279,7 @@ def cmd_install(args) -> int:
         return 2
     finally:
         journal.close()
+        watcher.stop()
     if runner.interrupted:
         running = [s.id for s in plan.steps if s.state.value == "cancelled"]
         _say(f"ambient-tui: {runner.interrupted} during {', '.join(running) or 'the install'}; "

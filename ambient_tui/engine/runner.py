@@ -10,20 +10,27 @@ import asyncio
 import os
 import signal
 import time
-from typing import Callable, Iterable
+from typing import Awaitable, Callable, Iterable
 
-from ambient_tui.engine.events import Event, EventKind
+from ambient_tui.engine.events import Cause, Event, EventKind
 from ambient_tui.engine.journal import Journal, JournalRead
 from ambient_tui.engine.plan import Plan, Step, StepState
 from ambient_tui.tools.install_hints import missing_tool_message
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL of a step's process group
 
+# Watches what a running step waits for: `await watcher(step, report)` runs beside the step
+# (cancelled when it ends) and calls report(cause) as it learns why the wait is stuck. A
+# permanent cause ends the step early, failed with that cause (watch/diagnose.py makes one).
+StepWatcher = Callable[[Step, Callable[[Cause], None]], Awaitable[None]]
+
 
 class Runner:
     def __init__(self, plan: Plan, journal: Journal | None = None, dry_run: bool = False,
-                 env: dict | None = None) -> None:
+                 env: dict | None = None, step_watcher: StepWatcher | None = None) -> None:
         self.plan = plan
+        self.step_watcher = step_watcher
+        self._diagnosed: dict[str, Cause] = {}  # step -> the permanent cause that ended it
         self.journal = journal
         self.dry_run = dry_run
         self.env = env
@@ -67,6 +74,21 @@ class Runner:
                 asyncio.ensure_future(_kill_group(proc))
             else:
                 task.cancel()
+
+    def _on_cause(self, step: Step, cause: Cause) -> None:
+        """A step watcher's report: show it; a permanent cause ends the step's wait now."""
+        if step.state is not StepState.RUNNING or step.id in self._diagnosed:
+            return
+        if self.journal:
+            self.journal.output(step.id, f"cause: {cause.text()}")
+        self._emit(Event(EventKind.CAUSE, step.id, message=cause.text(), line=cause.fix, cause=cause))
+        if cause.permanent:
+            self._diagnosed[step.id] = cause
+            proc = self._procs.get(step.id)
+            if proc is not None:
+                asyncio.ensure_future(_kill_group(proc))  # helm gets SIGTERM: it marks the release failed
+            elif step.id in self._tasks:
+                self._tasks[step.id].cancel()
 
     def interrupt(self, reason: str) -> None:
         """Stop the run: cancel running steps (journaled with `reason`) and start no more."""
@@ -152,6 +174,10 @@ class Runner:
         self._emit(Event(EventKind.STARTED, step.id, state=step.state.value, line=step.command))
         exit_code: int | None = None
         message = ""
+        self._diagnosed.pop(step.id, None)
+        watch = None
+        if self.step_watcher is not None and not self.dry_run:
+            watch = asyncio.ensure_future(self.step_watcher(step, lambda c: self._on_cause(step, c)))
         try:
             if self.dry_run:
                 self._emit(Event(EventKind.OUTPUT, step.id, line=f"dry-run: would run {step.command}"))
@@ -169,8 +195,13 @@ class Runner:
             state, message = StepState.FAILED, f"timed out after {step.timeout:g}s"
         except Exception as e:  # an API call failed: keep the reason, the plan stops here
             state, message = StepState.FAILED, f"{type(e).__name__}: {e}"
+        if watch is not None:
+            watch.cancel()
         if step.id in self._cancelled:
             state, message = StepState.CANCELLED, self.interrupted or "cancelled by user"
+        elif step.id in self._diagnosed and state is not StepState.SUCCEEDED:
+            cause = self._diagnosed[step.id]
+            state, message = StepState.FAILED, f"{cause.text()}; next: {cause.fix}" if cause.fix else cause.text()
         if state is StepState.FAILED and step.warn_only:
             state = StepState.WARNED
         step.state = state
