@@ -17,6 +17,8 @@ fault deletes the pods it marked: their controllers make new ones, as a kubelet 
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import quote
@@ -245,7 +247,7 @@ _CONTAINER = {
       reason: Error
       message: %s
       startedAt: {{ $now | Quote }}
-      finishedAt: {{ $now | Quote }}""" % CRASH_MESSAGE),
+      finishedAt: {{ $now | Quote }}""" % json.dumps(CRASH_MESSAGE)),
     "never-ready": ("Running", """  restartCount: 0
   started: true
   state:
@@ -371,6 +373,12 @@ def _add_stage(cp, name: str):
                 f"updating Stage {stage['metadata']['name']}")
         else:
             _ok(code, out, f"creating Stage {stage['metadata']['name']}")
+        if name == "node-not-ready":
+            # kwok plays a node's next stage on its next change: make one now.
+            for n in _nodes(api, selector):
+                _patch(api, f"/api/v1/nodes/{n['metadata']['name']}",
+                       {"metadata": {"annotations": {"ambient-tui.io/fault-at": str(time.time())}}},
+                       "touching the node")
         what = "nodes" if name == "node-not-ready" else "new pods"
         return f"kwok Stage fault-{name}: {what} matching {selector} ({FAULTS[name].help})"
     return add
