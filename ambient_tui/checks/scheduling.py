@@ -124,6 +124,18 @@ def node_refusals(pod: dict, node: dict, daemonset: bool = False,
     return why
 
 
+def untolerated_taints(pod: dict, nodes: list[dict]) -> list[tuple[str, str, str]]:
+    """(key, value, effect) of the NoSchedule/NoExecute taints `pod` does not tolerate, over `nodes`."""
+    out: list[tuple[str, str, str]] = []
+    for n in nodes:
+        for t in (n.get("spec") or {}).get("taints") or []:
+            item = (t.get("key", ""), t.get("value", "") or "", t.get("effect", ""))
+            if item[2] in ("NoSchedule", "NoExecute") and not _tolerates(pod.get("tolerations"), t) \
+                    and item not in out:
+                out.append(item)
+    return out
+
+
 def _fmt(kind: str, v: float) -> str:
     return f"{v * 1000:.0f}m" if kind == "cpu" else f"{v / 2**20:.0f}Mi"
 
@@ -160,7 +172,7 @@ def judge_placement(workloads: list[Workload], nodes: list[dict],
     return out
 
 
-VALUES_PREFIX = {"istiod": "pilot", "istio-cni": "cni", "ztunnel": "", "istio-ingress": ""}
+VALUES_PREFIX: dict[str, str] = {}  # 1.2x+ charts take scheduling values at the top level
 COMPONENT = {"istiod": "istiod", "istio-cni": "cni", "ztunnel": "ztunnel", "istio-ingress": "gateway"}
 
 
@@ -265,8 +277,7 @@ def render(ctx: CheckContext) -> tuple[list[Workload], list[str]]:
 def _cluster_state(ctx: CheckContext):
     def go():
         kube = ctx.cluster()
-        nodes = [n.to_dict() if hasattr(n, "to_dict") else n
-                 for n in kube.list_json("/api/v1/nodes", "listing nodes")]
+        nodes = kube.list_json("/api/v1/nodes", "listing nodes")
         pods = kube.list_json("/api/v1/pods", "listing pods", query=[("fieldSelector", "status.phase!=Succeeded,status.phase!=Failed")])
         requested: dict[str, dict[str, float]] = {}
         for p in pods:
@@ -282,14 +293,8 @@ def _cluster_state(ctx: CheckContext):
 
 
 def _plain(obj) -> dict:
-    """raw.Obj (cluster/raw.py) or a dict, as a plain dict."""
-    if isinstance(obj, dict):
-        return obj
-    for attr in ("_data", "data", "raw"):
-        d = getattr(obj, attr, None)
-        if isinstance(d, dict):
-            return d
-    return dict(obj)
+    """raw.Obj (cluster/raw.py) is a dict already: read it with plain dict access."""
+    return obj
 
 
 # --- the checks ----------------------------------------------------------------------------

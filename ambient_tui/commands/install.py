@@ -131,6 +131,7 @@ def already_installed(settings, releases: list[dict], version: str) -> list[str]
 
 def _printer(plan):
     titles = {s.id: s.title for s in plan.steps}
+    fixes_shown: set = set()  # a cause shown while waiting, then again as it ends the wait
 
     def on_event(ev) -> None:
         from ambient_tui.engine.events import EventKind
@@ -141,7 +142,8 @@ def _printer(plan):
         elif ev.kind is EventKind.CAUSE:  # why the wait is stuck (watch/diagnose.py)
             end = "ending the wait" if ev.cause and ev.cause.permanent else "still waiting"
             line = f"! {ev.step_id}: {ev.message} ({end})"
-            if ev.line:
+            if ev.line and (ev.step_id, ev.line) not in fixes_shown:
+                fixes_shown.add((ev.step_id, ev.line))
                 line += "\n  next: " + ev.line.replace("\n", "\n    ")
         elif ev.kind is EventKind.FAILED:
             line = f"✘ {ev.step_id} failed: {ev.message}"

@@ -37,7 +37,7 @@ TRANSIENT_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreacha
                     "node.kubernetes.io/memory-pressure", "node.kubernetes.io/pid-pressure",
                     "node.cloudprovider.kubernetes.io/uninitialized", "ToBeDeletedByClusterAutoscaler")
 # The values key under which each chart takes its pods' scheduling (for `--values COMP=FILE`).
-VALUES = {"istiod": ("istiod", "pilot"), "istio-cni-node": ("cni", "cni"), "ztunnel": ("ztunnel", "")}
+VALUES = {"istiod": ("istiod", ""), "istio-cni-node": ("cni", ""), "ztunnel": ("ztunnel", "")}
 
 
 class DiagnoseSource(RawSource):
@@ -186,15 +186,24 @@ def _values_hint(workload: str, block: str) -> str:
     return f"set in a values file, then install with --values {comp}=FILE:\n{snippet}"
 
 
-def _scheduling_cause(workload: str, message: str) -> Cause:
+def _scheduling_cause(workload: str, message: str, pod_spec: dict | None = None,
+                      nodes: dict[str, dict] | None = None) -> Cause:
     reasons = scheduling_reasons(message)
     permanent = bool(reasons) and all(_static_reason(r) for _, r in reasons)
     fix = ""
-    taints = re.findall(r"untolerated taint\(?s?\)? ?\{([^}]*)\}", message)
-    if taints:
-        key, _, value = taints[0].partition(": ")
+    # The scheduler names the taint only sometimes ("untolerated taint(s)"): read the nodes.
+    taints = [tuple(m.split(": ", 1)) + ("NoSchedule",)
+              for m in re.findall(r"untolerated taint\(?s?\)? ?\{([^}]*)\}", message)]
+    if not taints and "untolerated taint" in message and nodes:
+        from ambient_tui.checks.scheduling import untolerated_taints
+        taints = untolerated_taints(pod_spec or {}, list(nodes.values()))
+    if taints and not any(t[0] in TRANSIENT_TAINTS for t in taints):
+        key, value, effect = (list(taints[0]) + ["", ""])[:3]
+        if taints and "{" not in message:
+            message = message.replace("untolerated taint(s)", "untolerated taint(s) "
+                                      + ", ".join(f"{k}={v}:{e}" for k, v, e in taints))
         fix = _values_hint(workload, f"tolerations:\n- key: {key}\n  operator: Equal\n  value: {value}\n"
-                                     f"  effect: NoSchedule")
+                                     f"  effect: {effect or 'NoSchedule'}")
     elif "untolerated taint" in message:
         fix = ("the nodes' taints: kubectl get nodes -o custom-columns=NAME:.metadata.name,"
                "TAINTS:.spec.taints; then add tolerations (" + _values_hint(workload, "tolerations: [...]") + ")")
@@ -341,7 +350,7 @@ def classify(workload: str, objs: dict[str, list[dict]], since: float = 0.0,
         st = pod.get("status") or {}
         sched = next((c for c in st.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
         if sched.get("status") == "False" and sched.get("reason") == "Unschedulable":
-            add(_scheduling_cause(workload, sched.get("message", "")))
+            add(_scheduling_cause(workload, sched.get("message", ""), pod.get("spec"), nodes))
             continue
         add(_node_cause(workload, pod, nodes))
         for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
@@ -353,7 +362,7 @@ def classify(workload: str, objs: dict[str, list[dict]], since: float = 0.0,
                         and (e.get("involvedObject") or {}).get("name") in {p["metadata"]["name"] for p in pods
                                                                           if not p["spec"].get("nodeName")}]
         if sched_events:
-            add(_scheduling_cause(workload, sched_events[-1].get("message", "")))
+            add(_scheduling_cause(workload, sched_events[-1].get("message", ""), pods[0].get("spec"), nodes))
     if ISTIO_WORKLOADS.get(workload) == DAEMONSETS:
         for d in ctrls:
             add(_daemonset_gap(workload, d, nodes))

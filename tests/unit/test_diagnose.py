@@ -49,7 +49,7 @@ def test_untolerated_taint_on_every_node_is_permanent_with_a_tolerations_snippet
     [c] = diagnose.classify("istiod", objs, now=NOW)
     assert c.kind == "FailedScheduling" and c.permanent
     assert "untolerated taint {dedicated: gpu}" in c.summary
-    assert "--values istiod=FILE" in c.fix and "key: dedicated" in c.fix and "pilot:" in c.fix
+    assert "--values istiod=FILE" in c.fix and "key: dedicated" in c.fix and c.fix.splitlines()[1] == "tolerations:"
 
 
 def test_insufficient_cpu_and_not_ready_taints_keep_waiting():
