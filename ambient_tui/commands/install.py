@@ -317,6 +317,15 @@ def collect_status(kube, env=None, kubeconfig=None) -> dict:
             out["workloads"][name] = {"ready": ready, "desired": want, "ok": want > 0 and ready == want}
         except Exception:  # noqa: BLE001 - absent or unreadable
             out["workloads"][name] = {"ready": 0, "desired": 0, "ok": False, "absent": True}
+    try:  # why a workload is not Ready: the same causes the install's waits report
+        from ambient_tui.watch.diagnose import classify, read_objects
+        objs = read_objects(kube)
+        for name, w in out["workloads"].items():
+            if not w["ok"]:
+                w["causes"] = [{"kind": c.kind, "cause": c.summary, "permanent": c.permanent, "fix": c.fix}
+                               for c in classify(name, objs, since=0)]
+    except Exception as e:  # noqa: BLE001
+        out["causes_error"] = str(e)
     out["enrolled"] = sorted(n.metadata.name for n in kube.list_namespaces()
                              if (n.metadata.labels or {}).get("istio.io/dataplane-mode") == "ambient")
     return out
@@ -343,6 +352,10 @@ def cmd_status(args) -> int:
         for name, w in st["workloads"].items():
             state = "absent" if w.get("absent") else f"{w['ready']}/{w['desired']} ready"
             print(f"  {name}: {state}")
+            for c in w.get("causes", []):
+                print(f"    why: {c['cause']}")
+                if c["fix"]:
+                    print("    next: " + c["fix"].replace("\n", "\n      "))
         print(f"  enrolled namespaces: {', '.join(st['enrolled']) or 'none'}")
     healthy = all(w["ok"] for w in st["workloads"].values()) and all(
         r["status"] == "deployed" for r in st["releases"])

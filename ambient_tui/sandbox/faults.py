@@ -121,7 +121,7 @@ def _clear_taints(api: Api) -> int:
 
 def _add_fargate(api: Api, selector: str) -> str:
     k, v = FARGATE_LABEL
-    alloc = {"cpu": "2", "memory": "4Gi", "pods": "1"}
+    alloc = {"cpu": "2", "memory": "4Gi", "pods": "10"}
     node = {"apiVersion": "v1", "kind": "Node",
             # No kwok annotation: kwok does not manage it, so a pod bound there never runs,
             # as a DaemonSet's pod on a real Fargate node never does.

@@ -189,6 +189,9 @@ def _values_hint(workload: str, block: str) -> str:
 def _scheduling_cause(workload: str, message: str, pod_spec: dict | None = None,
                       nodes: dict[str, dict] | None = None) -> Cause:
     reasons = scheduling_reasons(message)
+    if ISTIO_WORKLOADS.get(workload) == DAEMONSETS:
+        # A DaemonSet's pod asks for one node: the others "didn't match" by design.
+        reasons = [r for r in reasons if "node affinity/selector" not in r[1]] or reasons
     permanent = bool(reasons) and all(_static_reason(r) for _, r in reasons)
     fix = ""
     # The scheduler names the taint only sometimes ("untolerated taint(s)"): read the nodes.
@@ -216,7 +219,8 @@ def _scheduling_cause(workload: str, message: str, pod_spec: dict | None = None,
 
 
 def _admission_cause(workload: str, message: str, ns: str) -> Cause:
-    msg = message.replace("Error creating: ", "")
+    # Each refused pod has a new name: without it, one refusal is one cause.
+    msg = re.sub(r'[Pp]ods? "[^"]*" is (forbidden|invalid)', r"pods are \1", message.replace("Error creating: ", ""))
     if "PodSecurity" in msg:
         return Cause("PodSecurity", workload, f"admission refused the pods: {msg}",
                      f"istio-system needs Pod Security `privileged` (istio-cni is privileged): "
@@ -433,3 +437,13 @@ def step_watcher(kubeconfig: str | None = None, context: str | None = None,
 def _stable(summary: str) -> str:
     """A cause's identity without its counters (seconds waited, restarts)."""
     return re.sub(r"\d+s\b|restarts \d+", "#", summary)
+
+
+def read_objects(kube, namespace: str = ISTIO_NAMESPACE) -> dict[str, list[dict]]:
+    """One read of what `classify` needs, through a KubeClient (for `status`)."""
+    paths = {PODS: f"/api/v1/namespaces/{namespace}/pods",
+             EVENTS: f"/api/v1/namespaces/{namespace}/events",
+             REPLICASETS: f"/apis/apps/v1/namespaces/{namespace}/replicasets",
+             DEPLOYMENTS: f"/apis/apps/v1/namespaces/{namespace}/deployments",
+             DAEMONSETS: f"/apis/apps/v1/namespaces/{namespace}/daemonsets", NODES: "/api/v1/nodes"}
+    return {k: kube.list_json(p, f"listing {k}") for k, p in paths.items()}
