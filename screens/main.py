@@ -155,6 +155,8 @@ class MainScreen(BufferedOutput, Screen):
             self._causes[step_id] = event.cause
             end = "ending the wait" if event.cause.permanent else "still waiting"
             self._buffer(step_id, f"⚠ cause: {event.message} ({end})")
+            for line in event.cause.detail.splitlines():
+                self._buffer(step_id, f"  {line}")
             for line in (f"next: {event.line}".splitlines() if event.line else []):
                 self._buffer(step_id, f"  {line}")
             self._dirty.add(step_id)

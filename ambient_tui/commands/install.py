@@ -142,6 +142,8 @@ def _printer(plan):
         elif ev.kind is EventKind.CAUSE:  # why the wait is stuck (watch/diagnose.py)
             end = "ending the wait" if ev.cause and ev.cause.permanent else "still waiting"
             line = f"! {ev.step_id}: {ev.message} ({end})"
+            if ev.cause and ev.cause.detail:
+                line += "\n  " + ev.cause.detail.replace("\n", "\n    ")
             if ev.line and (ev.step_id, ev.line) not in fixes_shown:
                 fixes_shown.add((ev.step_id, ev.line))
                 line += "\n  next: " + ev.line.replace("\n", "\n    ")

@@ -30,6 +30,7 @@ class Cause:
     fix: str = ""
     permanent: bool = False
     detail: str = ""  # further lines (a termination message, last log lines)
+    ref: str = ""     # namespace/pod/container the cause is about, when one container
 
     def text(self) -> str:
         return f"{self.workload}: {self.summary}"

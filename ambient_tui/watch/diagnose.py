@@ -270,7 +270,8 @@ def _container_cause(workload: str, pod: dict, cs: dict, events: list[dict], now
                      f"{last.get('exitCode', '?')}{': ' + detail if detail else ''})",
                      f"read its logs: kubectl logs -n {pod['metadata'].get('namespace')} {name} "
                      f"-c {cs.get('name')} --previous",
-                     restarts >= CRASH_RESTARTS, detail)
+                     restarts >= CRASH_RESTARTS, detail,
+                     ref=f"{pod['metadata'].get('namespace')}/{name}/{cs.get('name')}")
     if reason == "CreateContainerConfigError":
         started = _ts(pod.get("status", {}).get("startTime")) or now
         return Cause(reason, workload, f"{name}: {message or reason}",
@@ -428,10 +429,26 @@ def step_watcher(kubeconfig: str | None = None, context: str | None = None,
                         if (key, False) in reported:
                             continue
                     reported.add((key, c.permanent))
+                    if c.kind == "CrashLoopBackOff" and c.ref:
+                        c = replace(c, detail="\n".join(x for x in (c.detail, await asyncio.to_thread(
+                            last_log_lines, w, c.ref)) if x))
                     report(c)
 
     watch.stop = lambda: state.pop("w").stop() if "w" in state else None  # type: ignore[attr-defined]
     return watch
+
+
+def last_log_lines(w: DiagnoseWatcher, ref: str, n: int = 5) -> str:
+    """The crashed container's last log lines (its previous run), or why there are none."""
+    ns, pod, container = ref.split("/", 2)
+    try:
+        text = w.source.core.read_namespaced_pod_log(pod, ns, container=container, previous=True,
+                                                     tail_lines=n, _request_timeout=(3, 5))
+    except Exception as e:  # noqa: BLE001 - no kubelet (kwok), gone pod: say so
+        reason = getattr(e, "reason", None) or type(e).__name__
+        return f"last log lines: not available ({str(reason)[:120]})"
+    lines = [ln for ln in (text or "").splitlines() if ln.strip()][-n:]
+    return "last log lines:\n" + "\n".join(lines) if lines else "last log lines: (empty)"
 
 
 def _stable(summary: str) -> str:
