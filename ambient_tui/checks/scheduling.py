@@ -26,6 +26,7 @@ DS_AUTO_TOLERATED = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreach
 RENDERED = {"istiod": "istiod", "istio-cni": "istio-cni-node", "ztunnel": "ztunnel",
             "istio-ingress": "istio-ingress"}
 PSA_LABEL = "pod-security.kubernetes.io/enforce"
+FARGATE_PLACED = "Fargate node: runs no DaemonSet pods, but this DaemonSet would be placed there"
 
 
 @dataclass
@@ -99,9 +100,9 @@ def node_refusals(pod: dict, node: dict, daemonset: bool = False,
     if daemonset and labels.get(FARGATE[0]) == FARGATE[1]:
         # Fargate runs one pod per micro-VM and never a DaemonSet's: a pod bound there waits.
         if _affinity_ok(pod, node) and all(labels.get(k) == v for k, v in (pod.get("nodeSelector") or {}).items()):
-            why.append("Fargate node: runs no DaemonSet pods, but this DaemonSet would be placed there")
+            why.append(FARGATE_PLACED)
         else:
-            return []  # the values already keep it off Fargate
+            return ["Fargate node, kept off by the DaemonSet's affinity/nodeSelector"]
     for t in (node.get("spec") or {}).get("taints") or []:
         if t.get("effect") not in ("NoSchedule", "NoExecute"):
             continue
@@ -158,7 +159,7 @@ def judge_placement(workloads: list[Workload], nodes: list[dict],
                 out.append((PASS, f"{w.name}: {len(fits)} of {len(nodes)} nodes can run it", ""))
         else:
             bad = {n: r for n, r in refusals.items() if r}
-            fargate = {n: r for n, r in bad.items() if any(x.startswith("Fargate") for x in r)}
+            fargate = {n: r for n, r in bad.items() if FARGATE_PLACED in r}
             if fargate:
                 out.append((FAIL, f"{w.name}: would be placed on Fargate node(s) {', '.join(fargate)}, which "
                             "run no DaemonSets: the rollout never completes and pods there cannot join "
@@ -350,7 +351,7 @@ def fargate_nodes(ctx: CheckContext) -> Check:
         return Check("fargate", t, PASS, f"no Fargate nodes among {len(nodes)}")
     agents = [w for w in _safe_rendered(ctx) if w.kind == "DaemonSet"]
     placed = [w.name for w in agents for n in nodes if n["metadata"]["name"] in fg
-              and node_refusals(w.pod, n, daemonset=True)]
+              and FARGATE_PLACED in node_refusals(w.pod, n, daemonset=True)]
     detail = (f"{len(fg)} Fargate node(s): {', '.join(fg[:5])}. Fargate runs no DaemonSets and gives no "
               "NET_ADMIN: istio-cni and ztunnel cannot run there, so pods on them cannot join the mesh")
     if placed:

@@ -28,6 +28,7 @@ FARGATE = ("eks.amazonaws.com/compute-type", "fargate")
 # A pod Running but not Ready this long is "readiness that never comes" (istiod is Ready in
 # seconds once it runs; a slow real cluster takes ~20 s).
 NEVER_READY_AFTER = 45.0
+NOT_READY_QUIET = 10.0   # ...and not worth a word before this
 CRASH_RESTARTS = 3       # a container that crashed this often will not fix itself
 CONFIG_ERROR_AFTER = 30.0  # CreateContainerConfigError may clear when istiod writes its configmap
 CONFIRM = 1.5            # a permanent cause must hold this long before the wait is ended
@@ -294,6 +295,8 @@ def _never_ready(workload: str, pod: dict, events: list[dict], now: float) -> Ca
     probe = [e.get("message", "") for e in events
              if (e.get("involvedObject") or {}).get("name") == name and e.get("reason") == "Unhealthy"]
     waited = now - started
+    if waited < NOT_READY_QUIET:
+        return None  # starting up: every pod is unready for a moment
     return Cause("NotReady", workload,
                  f"{name} runs but is not Ready after {waited:.0f}s"
                  + (f": {probe[-1]}" if probe else ""),

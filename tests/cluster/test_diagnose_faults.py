@@ -114,6 +114,11 @@ def test_taints_on_every_node(env, tools, fault):
     assert "! helm-istiod: istiod: Pending: 0/3 nodes are available" in p.stdout  # shown while waiting
     end = journal_end(env, "helm-istiod")
     assert end["state"] == "failed" and "untolerated taint" in end["message"]
+    # `status` says the same, in text and JSON.
+    st = cli(env, "status", "--json")
+    causes = json.loads(st.stdout)["workloads"]["istiod"]["causes"]
+    assert causes and "untolerated taint(s) dedicated=gpu:NoSchedule" in causes[0]["cause"], st.stdout
+    assert "why: Pending: 0/3 nodes are available" in cli(env, "status").stdout
     fault.clear()
     assert_finishes(env, tools, "--resume")
 

@@ -120,7 +120,8 @@ def test_never_ready_turns_permanent_only_after_the_grace():
         {"name": "discovery", "ready": False, "state": {"running": {"startedAt": "2027-01-15T08:00:00Z"}}}]}
     started = diagnose._ts(ISO)
     objs = istiod_objs(status)
-    early = diagnose.classify("istiod", objs, now=started + 5)
+    assert diagnose.classify("istiod", objs, now=started + 5) == []  # starting up
+    early = diagnose.classify("istiod", objs, now=started + 15)
     late = diagnose.classify("istiod", objs, now=started + diagnose.NEVER_READY_AFTER + 1)
     assert early[0].kind == "NotReady" and not early[0].permanent
     assert late[0].permanent
@@ -211,3 +212,32 @@ def test_runner_ends_a_step_early_on_a_permanent_cause_and_journals_it():
     assert kinds.count(EventKind.CAUSE) == 2
     failed = [e for e in events if e.kind is EventKind.FAILED][0]
     assert failed.message == "istiod: Pending: 3 node(s) had untolerated taint; next: add tolerations"
+
+
+def test_a_pod_row_says_why_it_is_not_ready():
+    from ambient_tui.watch.rows import pod_row
+
+    pod = {"metadata": {"name": "istiod-1", "namespace": "istio-system"}, "spec": {},
+           "status": {"phase": "Pending", "conditions": [
+               {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": SCHED_MSG}]}}
+    row = pod_row(pod)
+    assert row.reason == "0/3 nodes are available: 3 node(s) had untolerated taint {dedicated: gpu}"
+    assert row.cells(NOW)[3] == "Pending: " + row.reason
+    ready = {"metadata": {"name": "ok"}, "spec": {}, "status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True"}]}}
+    assert pod_row(ready).reason == "" and pod_row(ready).cells(NOW)[3] == "Running"
+
+
+def test_a_daemonset_is_judged_against_fargate_nodes():
+    fg = node("fargate-1", labels={"eks.amazonaws.com/compute-type": "fargate"},
+              taints=[{"key": "eks.amazonaws.com/compute-type", "value": "fargate", "effect": "NoSchedule"}])
+    tolerate_all = {"tolerations": [{"operator": "Exists"}]}
+    w = scheduling.Workload("istio-cni", "DaemonSet", "istio-cni-node", "istio-system", 1, tolerate_all)
+    [(status, line, fix)] = scheduling.judge_placement([w], [fg, node("n1")], {})
+    assert status == "fail" and "Fargate node(s) fargate-1" in line and "--values cni=FILE" in fix
+    kept_off = {**tolerate_all, "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["fargate"]}]}]}}}}
+    w.pod = kept_off
+    [(status, line, _)] = scheduling.judge_placement([w], [fg, node("n1")], {})
+    assert status == "warn" and "runs on 1 of 2 nodes" in line and "kept off" in line
