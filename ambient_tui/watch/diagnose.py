@@ -28,7 +28,7 @@ FARGATE = ("eks.amazonaws.com/compute-type", "fargate")
 # A pod Running but not Ready this long is "readiness that never comes" (istiod is Ready in
 # seconds once it runs; a slow real cluster takes ~20 s).
 NEVER_READY_AFTER = 45.0
-NOT_READY_QUIET = 10.0   # ...and not worth a word before this
+NOT_READY_QUIET = 5.0    # ...and not worth a word before this
 CRASH_RESTARTS = 3       # a container that crashed this often will not fix itself
 CONFIG_ERROR_AFTER = 30.0  # CreateContainerConfigError may clear when istiod writes its configmap
 CONFIRM = 1.5            # a permanent cause must hold this long before the wait is ended
@@ -421,7 +421,11 @@ def step_watcher(kubeconfig: str | None = None, context: str | None = None,
             await asyncio.sleep(poll)
             now_m = time.monotonic()
             for name in names:
-                for c in w.causes(name, since=since):
+                try:
+                    causes = w.causes(name, since=since)
+                except Exception:  # noqa: BLE001 - an odd object must not end the watching
+                    continue
+                for c in causes:
                     key = _stable(c.summary)
                     first = seen.setdefault(key, now_m)
                     permanent = c.permanent and now_m - first >= CONFIRM

@@ -120,7 +120,7 @@ def test_never_ready_turns_permanent_only_after_the_grace():
         {"name": "discovery", "ready": False, "state": {"running": {"startedAt": "2027-01-15T08:00:00Z"}}}]}
     started = diagnose._ts(ISO)
     objs = istiod_objs(status)
-    assert diagnose.classify("istiod", objs, now=started + 5) == []  # starting up
+    assert diagnose.classify("istiod", objs, now=started + 2) == []  # starting up
     early = diagnose.classify("istiod", objs, now=started + 15)
     late = diagnose.classify("istiod", objs, now=started + diagnose.NEVER_READY_AFTER + 1)
     assert early[0].kind == "NotReady" and not early[0].permanent
