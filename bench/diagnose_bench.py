@@ -150,7 +150,8 @@ def main() -> int:
                     sh = lambda *x: subprocess.run(list(x), env=env, capture_output=True)  # noqa: E731
                     sh("helm", "uninstall", "istiod", "-n", "istio-system")
                     sh("kubectl", "delete", "pods", "-n", "istio-system", "--all", "--wait=false")
-                    tui = run_tui(env, charts, gw, extra, Path(tmp) / "state")
+                    tui_env = {**env, "XDG_STATE_HOME": f"{tmp}/state-tui"}  # its own journal
+                    tui = run_tui(tui_env, charts, gw, extra, Path(tmp) / "state-tui")
             finally:
                 cp.stop(quiet=True)
         rows.append({"fault": label, "shown_s": shown, "ended_s": ended, "tui_s": tui, "cause": cause[:160]})

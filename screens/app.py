@@ -56,7 +56,8 @@ class AmbientApp(App):
             # The journal file opens on the first write; an unwritable state directory
             # becomes a visible worker error when a run starts, not a crash here.
             watcher = None
-            if kubeconfig or kube_context:  # name why a wait is stuck (watch/diagnose.py)
+            # A cluster to read (the CLI always gives a preflight): name why a wait is stuck.
+            if kubeconfig or kube_context or check_context_factory:
                 from ambient_tui.watch.diagnose import step_watcher
                 watcher = step_watcher(kubeconfig, kube_context)
             runner = Runner(plan, journal=Journal.for_cluster(self.context or "default"),
