@@ -148,7 +148,7 @@ def _printer(plan):
                 fixes_shown.add((ev.step_id, ev.line))
                 line += "\n  next: " + ev.line.replace("\n", "\n    ")
         elif ev.kind is EventKind.FAILED:
-            line = f"✘ {ev.step_id} failed: {ev.message}"
+            line = f"✘ {ev.step_id} failed: {ev.message}".replace("\n", "\n    ")  # a values snippet
         else:
             line = f"✔ {ev.step_id} {ev.state}{': ' + ev.message if ev.message else ''}"
         try:

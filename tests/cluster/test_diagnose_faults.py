@@ -70,7 +70,17 @@ def check_line(out: str, check_id: str) -> str:
 
 
 def failed_line(out: str, step: str) -> str:
-    return next((line for line in out.splitlines() if line.startswith(f"✘ {step} failed")), "")
+    """The step's failure line with its indented continuation (a values snippet)."""
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(f"✘ {step} failed"):
+            more = []
+            for nxt in lines[i + 1:]:
+                if not nxt.startswith("    "):
+                    break
+                more.append(nxt.strip())
+            return "\n".join([line, *more])
+    return ""
 
 
 def assert_fast_failure(p, step: str, *words: str) -> str:
