@@ -497,6 +497,7 @@ class ControlPlane:
             self.info = json.loads(self.state_file.read_text())
         if self.info.get("kwok_stage_crds"):
             return False
+        self._procs = getattr(self, "_procs", {})  # a fresh process (the CLI) started nothing
         api = self.api()
         api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", STAGE_CRD)
         self._wait(time.monotonic(), 30, "the Stage CRD",
@@ -511,7 +512,6 @@ class ControlPlane:
                 time.sleep(0.05)
         self.info["kwok_stage_crds"] = True
         self.state_file.write_text(json.dumps(self.info, indent=1))
-        self._procs = getattr(self, "_procs", {})
         self._spawn("kwok", self._kwok_args())
         return True
 

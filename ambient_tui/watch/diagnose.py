@@ -306,13 +306,16 @@ def _never_ready(workload: str, pod: dict, events: list[dict], now: float) -> Ca
                  waited > NEVER_READY_AFTER)
 
 
-def _node_cause(workload: str, pod: dict, nodes: dict[str, dict]) -> Cause | None:
+def _node_cause(workload: str, pod: dict, nodes: dict[str, dict], template: dict | None = None) -> Cause | None:
     node_name = (pod.get("spec") or {}).get("nodeName")
     node = nodes.get(node_name) if node_name else None
     if node is None or (pod.get("status") or {}).get("containerStatuses"):
         return None
     labels = node["metadata"].get("labels") or {}
     if labels.get(FARGATE[0]) == FARGATE[1]:
+        from ambient_tui.checks.scheduling import FARGATE_PLACED, node_refusals
+        if template is not None and FARGATE_PLACED not in node_refusals(template, node, daemonset=True):
+            return None  # the DaemonSet now keeps off Fargate: its controller removes this pod
         comp = VALUES.get(workload, (workload, ""))[0]
         return Cause("Fargate", workload,
                      f"{pod['metadata']['name']} is bound to Fargate node {node_name}: Fargate runs no "
@@ -341,6 +344,9 @@ def classify(workload: str, objs: dict[str, list[dict]], since: float = 0.0,
     events = _recent_events(objs, names, since)
     nodes = {n["metadata"]["name"]: n for n in objs.get(NODES, [])}
     causes: dict[str, Cause] = {}
+    # A DaemonSet's current pod template: what it places now, not what old pods were made from.
+    template = next((((c.get("spec") or {}).get("template") or {}).get("spec") for c in ctrls
+                     if ISTIO_WORKLOADS.get(workload) == DAEMONSETS), None)
 
     def add(c: Cause | None) -> None:
         if c is not None and c.summary not in causes:
@@ -360,7 +366,7 @@ def classify(workload: str, objs: dict[str, list[dict]], since: float = 0.0,
         if sched.get("status") == "False" and sched.get("reason") == "Unschedulable":
             add(_scheduling_cause(workload, sched.get("message", ""), pod.get("spec"), nodes))
             continue
-        add(_node_cause(workload, pod, nodes))
+        add(_node_cause(workload, pod, nodes, template))
         for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
             add(_container_cause(workload, pod, cs, events, now))
         add(_never_ready(workload, pod, events, now))

@@ -241,3 +241,18 @@ def test_a_daemonset_is_judged_against_fargate_nodes():
     w.pod = kept_off
     [(status, line, _)] = scheduling.judge_placement([w], [fg, node("n1")], {})
     assert status == "warn" and "runs on 1 of 2 nodes" in line and "kept off" in line
+
+
+def test_an_old_pod_on_fargate_is_not_a_cause_once_the_daemonset_keeps_off_fargate():
+    fg = node("fargate-1", labels={"eks.amazonaws.com/compute-type": "fargate"})
+    keep_off = {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["fargate"]}]}]}}}}
+    ds = {"metadata": {"name": "ztunnel", "namespace": "istio-system"},
+          "spec": {"template": {"spec": keep_off}}, "status": {"desiredNumberScheduled": 1}}
+    pod = {"metadata": {"name": "ztunnel-old", "namespace": "istio-system",
+                        "ownerReferences": [{"kind": "DaemonSet", "name": "ztunnel"}]},
+           "spec": {"nodeName": "fargate-1"}, "status": {"phase": "Pending"}}
+    causes = diagnose.classify("ztunnel", {"daemonsets": [ds], "pods": [pod], "events": [],
+                                           "nodes": [fg, node("n1")]}, now=NOW)
+    assert [c.kind for c in causes] == ["DaemonSetGap"] and not causes[0].permanent
