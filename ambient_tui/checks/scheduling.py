@@ -153,8 +153,11 @@ def judge_placement(workloads: list[Workload], nodes: list[dict],
         if w.kind == "Deployment":
             if not fits:
                 reasons = sorted({r for rs in refusals.values() for r in rs})
-                out.append((FAIL, f"{w.name}: no node can run it ({'; '.join(reasons)})",
-                            _fix_for(w, reasons)))
+                # Room can come (a cluster autoscaler adds a node): a warning, not a refusal.
+                only_room = all(r.startswith("insufficient") for r in reasons)
+                out.append((WARN if only_room else FAIL,
+                            f"{w.name}: no node {'has room for it now' if only_room else 'can run it'} "
+                            f"({'; '.join(reasons)})", _fix_for(w, reasons)))
             else:
                 out.append((PASS, f"{w.name}: {len(fits)} of {len(nodes)} nodes can run it", ""))
         else:

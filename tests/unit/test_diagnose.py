@@ -256,3 +256,14 @@ def test_an_old_pod_on_fargate_is_not_a_cause_once_the_daemonset_keeps_off_farga
     causes = diagnose.classify("ztunnel", {"daemonsets": [ds], "pods": [pod], "events": [],
                                            "nodes": [fg, node("n1")]}, now=NOW)
     assert [c.kind for c in causes] == ["DaemonSetGap"] and not causes[0].permanent
+
+
+def test_no_room_now_is_a_warning_and_a_transient_cause():
+    big = {"containers": [{"resources": {"requests": {"cpu": "64"}}}]}
+    w = scheduling.Workload("istiod", "Deployment", "istiod", "istio-system", 1, big)
+    [(status, line, _)] = scheduling.judge_placement([w], [node("n1"), node("n2")], {})
+    assert status == "warn" and "no node has room for it now" in line
+    objs = istiod_objs({"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/3 nodes are available: 3 Insufficient cpu. preemption: ..."}]})
+    assert not diagnose.classify("istiod", objs, now=NOW)[0].permanent
