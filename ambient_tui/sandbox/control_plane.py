@@ -474,10 +474,10 @@ class ControlPlane:
         self.state_file.write_text(json.dumps(self.info, indent=1))
         self.say(f"up in {self.info['ready_seconds']}s: {self.url} (kubeconfig {self.kubeconfig})")
 
-    def _kwok_args(self) -> list[str]:
+    def _kwok_args(self, binary: str | None = None) -> list[str]:
         k, v = FAKE_NODE_ANNOTATION
         args = [
-            str(build.bin_path("kwok")), "--kubeconfig", str(self.state_dir / "components.kubeconfig"),
+            binary or str(build.bin_path("kwok")), "--kubeconfig", str(self.state_dir / "components.kubeconfig"),
             "--config", str(self.state_dir / "kwok.yaml"),
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={k}={v}",
@@ -505,6 +505,10 @@ class ControlPlane:
         for st in stages:
             api.create("/apis/kwok.x-k8s.io/v1alpha1/stages", st)
         old = self._live().get("kwok")
+        # The running kwok's own binary: this process's cache folder may differ ($HOME).
+        binary = _cmdline(old).split(" ")[0] if old else ""
+        if not binary or not os.path.isfile(binary):
+            binary = str(build.bin_path("kwok"))
         if old:
             os.killpg(old, signal.SIGTERM)
             deadline = time.monotonic() + 5
@@ -512,7 +516,7 @@ class ControlPlane:
                 time.sleep(0.05)
         self.info["kwok_stage_crds"] = True
         self.state_file.write_text(json.dumps(self.info, indent=1))
-        self._spawn("kwok", self._kwok_args())
+        self._spawn("kwok", self._kwok_args(binary))
         return True
 
     def _start_aws(self) -> None:

@@ -417,8 +417,9 @@ def step_watcher(kubeconfig: str | None = None, context: str | None = None,
 
     async def watch(step, report: Callable[[Cause], None]) -> None:
         names = workloads_for_step(step.id)
-        if not names:
-            return
+        argv = step.argv or []
+        if not names or (argv[:1] == ["helm"] and "--wait" not in argv):
+            return  # a helm step without --wait waits for nothing; the Verify phase does
         w = watcher()
         since = time.time()
         seen: dict[str, float] = {}  # cause summary -> first seen (monotonic)
