@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import quote
 
-from .control_plane import NODES, Api, SandboxError
+from .control_plane import FAKE_NODE_ANNOTATION, NODES, Api, SandboxError
 
 FAULT_LABEL = "ambient-tui.io/fault"
 ISTIO_NS = "istio-system"
@@ -51,7 +51,7 @@ class Fault:
 
 FAULTS = {f.name: f for f in [
     Fault("taints", "taint every node dedicated=gpu:NoSchedule (a dedicated node group)", ""),
-    Fault("fargate", "add a Fargate node (compute-type=fargate, tainted) that runs no pods", ""),
+    Fault("fargate", "add a Fargate node (compute-type=fargate, tainted) that runs no DaemonSet pod", ""),
     Fault("psa-restricted", "Pod Security enforce=restricted on istio-system", ""),
     Fault("pod-quota", "a ResourceQuota of 0 pods in istio-system", ""),
     Fault("limitrange", "a LimitRange in istio-system: at most 200m CPU / 512Mi per container", ""),
@@ -119,30 +119,52 @@ def _clear_taints(api: Api) -> int:
     return n
 
 
-def _add_fargate(api: Api, selector: str) -> str:
-    k, v = FARGATE_LABEL
-    alloc = {"cpu": "2", "memory": "4Gi", "pods": "10"}
-    node = {"apiVersion": "v1", "kind": "Node",
-            # No kwok annotation: kwok does not manage it, so a pod bound there never runs,
-            # as a DaemonSet's pod on a real Fargate node never does.
-            "metadata": {"name": FARGATE_NODE, "labels": {
-                k: v, FAULT_LABEL: "fargate", "kubernetes.io/hostname": FARGATE_NODE,
-                "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                "topology.kubernetes.io/zone": "us-west-2a"}},
-            "spec": {"taints": [{"key": k, "value": v, "effect": "NoSchedule"}],
-                     "providerID": "aws:///us-west-2a/fargate-ip-10-0-9-90"}}
-    _ok(*api.request("POST", "/api/v1/nodes", node), "creating the Fargate node", allow=(409,))
-    # Ready, like a real Fargate node (which runs its one pod, never a DaemonSet's).
-    status = {"status": {"allocatable": alloc, "capacity": alloc, "conditions": [
-        {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "fargate"}]}}
-    _patch(api, f"/api/v1/nodes/{FARGATE_NODE}/status", status, "marking the Fargate node Ready")
-    return f"added node {FARGATE_NODE} ({k}={v}, tainted {k}={v}:NoSchedule; kwok does not run it)"
+def _add_fargate(cp):
+    def add(api: Api, selector: str) -> str:
+        k, v = FARGATE_LABEL
+        fk, fv = FAKE_NODE_ANNOTATION
+        cp.enable_stage_crds(default_stages())
+        # kwok keeps the node Ready and deletes its pods when asked (as Fargate's own agent
+        # would), but a Stage keeps a DaemonSet's pod bound there Pending, never started:
+        # Fargate runs no DaemonSet.
+        stage = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Stage",
+                 "metadata": {"name": "fault-fargate", "labels": {FAULT_LABEL: "fargate"}},
+                 "spec": {"resourceRef": {"apiGroup": "v1", "kind": "Pod"}, "weight": 10000,
+                          "selector": {"matchExpressions": [
+                              {"key": ".spec.nodeName", "operator": "In", "values": [FARGATE_NODE]},
+                              {"key": ".metadata.ownerReferences.[].kind", "operator": "In",
+                               "values": ["DaemonSet"]}, *_NEW_POD]},
+                          "next": {"statusTemplate": _FARGATE_PENDING}}}
+        _ok(*api.request("POST", STAGES, stage), "creating Stage fault-fargate", allow=(409,))
+        alloc = {"cpu": "2", "memory": "4Gi", "pods": "10"}
+        node = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": FARGATE_NODE, "annotations": {fk: fv}, "labels": {
+                    k: v, FAULT_LABEL: "fargate", "kubernetes.io/hostname": FARGATE_NODE,
+                    "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                    "topology.kubernetes.io/zone": "us-west-2a"}},
+                "spec": {"taints": [{"key": k, "value": v, "effect": "NoSchedule"}],
+                         "providerID": "aws:///us-west-2a/fargate-ip-10-0-9-90"},
+                "status": {"allocatable": alloc, "capacity": alloc}}
+        _ok(*api.request("POST", "/api/v1/nodes", node), "creating the Fargate node", allow=(409,))
+        return (f"added node {FARGATE_NODE} ({k}={v}, tainted {k}={v}:NoSchedule); a DaemonSet's "
+                "pod bound there stays Pending (kwok Stage fault-fargate)")
+    return add
+
+
+# What a DaemonSet's pod on a Fargate node shows: bound, never started. The podIP keeps the
+# default pod-ready stage from starting it.
+_FARGATE_PENDING = """phase: Pending
+podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+conditions:
+- {type: PodScheduled, status: "True"}
+"""
 
 
 def _clear_fargate(api: Api) -> int:
+    api.request("DELETE", f"{STAGES}/fault-fargate")
     code, _ = api.request("DELETE", f"/api/v1/nodes/{FARGATE_NODE}")
     if code == 200:
-        # Pods bound to it would wait for the pod GC; remove them now (no kubelet confirms).
+        # Pods bound to it would wait for the pod GC; remove them now.
         _delete_pods(api, "", field=f"spec.nodeName={FARGATE_NODE}", force=True)
     return int(code == 200)
 
@@ -423,7 +445,7 @@ def _selector_of(stage: dict) -> str:
 # --- the commands' side ----------------------------------------------------------------------
 
 def _handlers(cp) -> dict[str, tuple[Callable[[Api, str], str], Callable[[Api], int]]]:
-    h = {"taints": (_add_taints, _clear_taints), "fargate": (_add_fargate, _clear_fargate),
+    h = {"taints": (_add_taints, _clear_taints), "fargate": (_add_fargate(cp), _clear_fargate),
          "psa-restricted": (_add_psa, _clear_psa), "pod-quota": (_add_quota, _clear_quota),
          "limitrange": (_add_limits, _clear_limits)}
     for f in FAULTS.values():
