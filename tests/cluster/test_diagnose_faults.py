@@ -194,7 +194,7 @@ def test_one_fargate_node(env, tools, fault, tmp_path):
 
 
 @pytest.mark.parametrize("name, words", [
-    ("image-pull", ("cannot pull docker.io/istio/pilot:1.31.0 from docker.io", "not found")),
+    ("image-pull", ("cannot pull docker.io/istio/pilot:1.31.0-distroless from docker.io", "not found")),
     ("crash-loop", ("crash-loops", "cannot load mesh config", "--previous")),
     ("never-ready", ("runs but is not Ready", "Readiness probe failed")),
 ])
