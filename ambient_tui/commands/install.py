@@ -21,8 +21,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("preflight", help="check the cluster and tools before installing")
     p.add_argument("--json", action="store_true", help='print {"checks": [...]}')
-    p.add_argument("--istio-version", metavar="X.Y.Z")
-    p.add_argument("--method", choices=["helm", "istioctl"], default="helm")
+    _plan_args(p)  # the same chart source and values as the install: preflight renders them
     access_args(p)
     p.set_defaults(func=cmd_preflight)
 
