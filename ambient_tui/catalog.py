@@ -6,7 +6,7 @@ Plans and checks ask this module; no other code names an Istio or Gateway API ve
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -73,6 +73,8 @@ class Catalog:
     releases: tuple[Release, ...]
     chart_repos: dict
     gateway_api_url: str
+    # official_hub, retired (registry, retired, brownouts), development, moving_tags
+    images: dict = field(default_factory=dict)
 
     @property
     def known_versions(self) -> list[str]:
@@ -125,4 +127,5 @@ def load(path: Path = CATALOG_FILE) -> Catalog:
         releases=tuple(_release(r) for r in data["releases"]),
         chart_repos=dict(data["chart_repos"]),
         gateway_api_url=data["gateway_api_url"],
+        images=dict(data.get("images") or {}),
     )

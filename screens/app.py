@@ -79,8 +79,13 @@ class AmbientApp(App):
 
             # The journal file opens on the first write; an unwritable state directory
             # becomes a visible worker error when a run starts, not a crash here.
+            watcher = None
+            # A cluster to read (the CLI always gives a preflight): name why a wait is stuck.
+            if kubeconfig or kube_context or check_context_factory:
+                from ambient_tui.watch.diagnose import step_watcher
+                watcher = step_watcher(kubeconfig, kube_context)
             runner = Runner(plan, journal=Journal.for_cluster(self.context or "default"),
-                            env=target.tool_env() if target is not None else None)
+                            env=target.tool_env() if target is not None else None, step_watcher=watcher)
         self.runner = runner
         self.istio_version = istio_version or plan.meta.get("istio_version", "")
         self.keymap_path = keymap_path

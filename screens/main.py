@@ -111,6 +111,7 @@ class MainScreen(BufferedOutput, Screen):
         self.zoomed = False
         self._started_at: dict[str, float] = {}
         self._progress_keys: dict[str, str] = {}  # running step -> its row's second line
+        self._causes: dict[str, Any] = {}  # step -> the last Cause its watcher reported
         self.workloads: Any = None  # a WorkloadWatcher (or a fed provider), started on demand
         self._wl_snap: tuple[int, Any] | None = None
         self._owned: list[Any] = []  # watchers this screen started and must stop
@@ -163,8 +164,19 @@ class MainScreen(BufferedOutput, Screen):
             step = self.plan.step(step_id)
         except KeyError:
             step = None
+        if event.kind is EventKind.CAUSE and event.cause is not None:  # watch/diagnose.py
+            self._causes[step_id] = event.cause
+            end = "ending the wait" if event.cause.permanent else "still waiting"
+            self._buffer(step_id, f"⚠ cause: {event.message} ({end})")
+            for line in event.cause.detail.splitlines():
+                self._buffer(step_id, f"  {line}")
+            for line in (f"next: {event.line}".splitlines() if event.line else []):
+                self._buffer(step_id, f"  {line}")
+            self._dirty.add(step_id)
+            return
         if event.kind is EventKind.STARTED:
             self._started_at[step_id] = self._now()
+            self._causes.pop(step_id, None)
             if workloads_for_step(step):
                 self._ensure_workloads()
             self.buffers.clear(step_id)
@@ -275,10 +287,15 @@ class MainScreen(BufferedOutput, Screen):
 
     def _progress_text(self, step) -> str:
         """A running step's second line: its workloads' counts (if it waits for any), elapsed."""
+        cause = self._causes.get(step.id)
+        if step.state is StepState.FAILED and cause is not None:
+            return f"⚠ {cause.summary}"
         if step.state is not StepState.RUNNING:
             return ""
         names = workloads_for_step(step)
         elapsed = self._elapsed(step.id)
+        if cause is not None:
+            elapsed = f"{elapsed}  ⚠ {cause.summary}" if elapsed else f"⚠ {cause.summary}"
         if not names or self.workloads is None:
             return elapsed
         snap = self._workload_snapshot()

@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from ambient_tui.catalog import parse_version
-from ambient_tui.checks import parsers, precheck, vpc_cni
+from ambient_tui.checks import parsers, precheck, scheduling, vpc_cni
 from ambient_tui.checks.model import FAIL, PASS, SKIP, WARN, Check, CheckContext, Skip
 
 ISTIOD_REQUESTS = {"cpu": 0.5, "memory": 2 * 2**30}  # istiod chart default requests
@@ -436,6 +436,7 @@ ALL = [
     ("gateway-api", "Gateway API CRDs", gateway_api, 20),
     ("nodes", "Nodes", nodes, 20),
     (precheck.CHECK_ID, precheck.TITLE, precheck.istioctl_precheck, 60),
+    *scheduling.CHECKS,  # the rendered components against nodes, admission, quotas, images
 ]
 # Checks that spend their time waiting on helm or istioctl: the runner starts them first.
 STARTS_FIRST = {precheck.CHECK_ID, "helm", "istioctl", "existing-istio"}

@@ -20,8 +20,7 @@ MARK = {PASS: "✔", WARN: "!", FAIL: "✘", SKIP: "-"}
 def register(sub) -> None:
     p = sub.add_parser("preflight", help="check the cluster and tools before installing")
     p.add_argument("--json", action="store_true", help='print {"checks": [...]}')
-    p.add_argument("--istio-version", metavar="X.Y.Z")
-    p.add_argument("--method", choices=["helm", "istioctl"], default="helm")
+    plan_args(p)  # the same chart source and values as the install: preflight renders them
     access_args(p)
     p.set_defaults(func=cmd_preflight)
 
@@ -118,6 +117,7 @@ def _printer(plan, stream=None):
     from ambient_tui.engine.redact import redact
 
     titles = {s.id: s.title for s in plan.steps}
+    fixes_shown: set = set()  # a cause shown while waiting, then again as it ends the wait
 
     def on_event(ev) -> None:
         from ambient_tui.engine.events import EventKind
@@ -125,8 +125,16 @@ def _printer(plan, stream=None):
             line = f"▶ {titles.get(ev.step_id, ev.step_id)}: {ev.line}"
         elif ev.kind is EventKind.OUTPUT:
             line = f"  {ev.line}"
+        elif ev.kind is EventKind.CAUSE:  # why the wait is stuck (watch/diagnose.py)
+            end = "ending the wait" if ev.cause and ev.cause.permanent else "still waiting"
+            line = f"! {ev.step_id}: {ev.message} ({end})"
+            if ev.cause and ev.cause.detail:
+                line += "\n  " + ev.cause.detail.replace("\n", "\n    ")
+            if ev.line and (ev.step_id, ev.line) not in fixes_shown:
+                fixes_shown.add((ev.step_id, ev.line))
+                line += "\n  next: " + ev.line.replace("\n", "\n    ")
         elif ev.kind is EventKind.FAILED:
-            line = f"✘ {ev.step_id} failed: {ev.message}"
+            line = f"✘ {ev.step_id} failed: {ev.message}".replace("\n", "\n    ")  # a values snippet
         else:
             mark = END_MARK.get(ev.state, "?")
             line = f"{mark} {ev.step_id} {ev.state}{': ' + ev.message if ev.message else ''}"
@@ -233,7 +241,9 @@ def cmd_install(args) -> int:
             return 1
     env = ctx.target.tool_env() if ctx.target is not None else None
     lock = ClusterLock(ctx.client(), "install", journal) if kube_context else None
-    runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env, lock=lock)
+    from ambient_tui.watch.diagnose import step_watcher
+    watcher = step_watcher(ctx.kubeconfig, kube_context, settings.namespace)
+    runner = Runner(plan, journal=journal, dry_run=args.dry_run, env=env, lock=lock, step_watcher=watcher)
     runner.subscribe(_printer(plan))
     if (outcome.interrupted and not args.dry_run) or args.resume:
         # Continue the interrupted run (only that run), or --resume: skip a finished step only
@@ -266,6 +276,7 @@ def cmd_install(args) -> int:
         return 1
     finally:
         journal.close()
+        watcher.stop()
     if runner.journal_error is not None:
         done = [s.id for s in plan.steps if s.state.value == "succeeded"]
         _say(f"ambient-tui: {runner.journal_error}. The run stopped at a step boundary"
@@ -307,6 +318,15 @@ def collect_status(kube, env=None, kubeconfig=None) -> dict:
             out["workloads"][name] = {"ready": ready, "desired": want, "ok": want > 0 and ready == want}
         except Exception:  # noqa: BLE001 - absent or unreadable
             out["workloads"][name] = {"ready": 0, "desired": 0, "ok": False, "absent": True}
+    try:  # why a workload is not Ready: the same causes the install's waits report
+        from ambient_tui.watch.diagnose import classify, read_objects
+        objs = read_objects(kube)
+        for name, w in out["workloads"].items():
+            if not w["ok"]:
+                w["causes"] = [{"kind": c.kind, "cause": c.summary, "permanent": c.permanent, "fix": c.fix}
+                               for c in classify(name, objs, since=0)]
+    except Exception as e:  # noqa: BLE001
+        out["causes_error"] = str(e)
     out["enrolled"] = sorted(n.metadata.name for n in kube.list_namespaces()
                              if (n.metadata.labels or {}).get("istio.io/dataplane-mode") == "ambient")
     return out
@@ -335,6 +355,10 @@ def cmd_status(args) -> int:
         for name, w in st["workloads"].items():
             state = "absent" if w.get("absent") else f"{w['ready']}/{w['desired']} ready"
             print(f"  {name}: {state}")
+            for c in w.get("causes", []):
+                print(f"    why: {c['cause']}")
+                if c["fix"]:
+                    print("    next: " + c["fix"].replace("\n", "\n      "))
         print(f"  enrolled namespaces: {', '.join(st['enrolled']) or 'none'}")
     healthy = all(w["ok"] for w in st["workloads"].values()) and all(
         r["status"] == "deployed" for r in st["releases"])

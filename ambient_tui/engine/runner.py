@@ -18,10 +18,10 @@ import contextlib
 import os
 import signal
 import time
-from typing import Callable, Iterable
+from typing import Awaitable, Callable, Iterable
 
 from ambient_tui.engine import procs
-from ambient_tui.engine.events import Event, EventKind
+from ambient_tui.engine.events import Cause, Event, EventKind
 from ambient_tui.engine.journal import Journal, JournalError, JournalRead
 from ambient_tui.engine.plan import Plan, Step, StepState
 from ambient_tui.engine.redact import redact_argv
@@ -34,13 +34,20 @@ INTERRUPT_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 class LeftoverProcess(RuntimeError):
     """A process an earlier run started is still alive; the message is the line to show."""
 
+# Watches what a running step waits for: `await watcher(step, report)` runs beside the step
+# (cancelled when it ends) and calls report(cause) as it learns why the wait is stuck. A
+# permanent cause ends the step early, failed with that cause (watch/diagnose.py makes one).
+StepWatcher = Callable[[Step, Callable[[Cause], None]], Awaitable[None]]
+
 
 class Runner:
     def __init__(self, plan: Plan, journal: Journal | None = None, dry_run: bool = False,
-                 env: dict | None = None, lock=None) -> None:
+                 env: dict | None = None, lock=None, step_watcher: StepWatcher | None = None) -> None:
         self.plan = plan
         self.lock = lock  # a ClusterLock (or None: no cluster lock, e.g. tests of local commands)
         self._depth = 0  # run() inside _locked(): its run_step() calls pass straight through
+        self.step_watcher = step_watcher
+        self._diagnosed: dict[str, Cause] = {}  # step -> the permanent cause that ended it
         self.journal = journal
         self.dry_run = dry_run
         self.env = env
@@ -90,6 +97,21 @@ class Runner:
                 asyncio.ensure_future(_kill_group(proc))
             else:
                 task.cancel()
+
+    def _on_cause(self, step: Step, cause: Cause) -> None:
+        """A step watcher's report: show it; a permanent cause ends the step's wait now."""
+        if step.state is not StepState.RUNNING or step.id in self._diagnosed:
+            return
+        if self.journal:
+            self.journal.output(step.id, f"cause: {cause.text()}")
+        self._emit(Event(EventKind.CAUSE, step.id, message=cause.text(), line=cause.fix, cause=cause))
+        if cause.permanent:
+            self._diagnosed[step.id] = cause
+            proc = self._procs.get(step.id)
+            if proc is not None:
+                asyncio.ensure_future(_kill_group(proc))  # helm gets SIGTERM: it marks the release failed
+            elif step.id in self._tasks:
+                self._tasks[step.id].cancel()
 
     def interrupt(self, reason: str) -> None:
         """Stop the run: cancel running steps (journaled with `reason`) and start no more."""
@@ -270,6 +292,10 @@ class Runner:
         self._emit(Event(EventKind.STARTED, step.id, state=step.state.value, line=step.command))
         exit_code: int | None = None
         message = ""
+        self._diagnosed.pop(step.id, None)
+        watch = None
+        if self.step_watcher is not None and not self.dry_run:
+            watch = asyncio.ensure_future(self.step_watcher(step, lambda c: self._on_cause(step, c)))
         try:
             if self.dry_run:
                 self._emit(Event(EventKind.OUTPUT, step.id, line=f"dry-run: would run {step.command}"))
@@ -287,8 +313,13 @@ class Runner:
             state, message = StepState.FAILED, f"timed out after {step.timeout:g}s"
         except Exception as e:  # an API call failed: keep the reason, the plan stops here
             state, message = StepState.FAILED, f"{type(e).__name__}: {e}"
+        if watch is not None:
+            watch.cancel()
         if step.id in self._cancelled:
             state, message = StepState.CANCELLED, self.interrupted or "cancelled by user"
+        elif step.id in self._diagnosed and state is not StepState.SUCCEEDED:
+            cause = self._diagnosed[step.id]
+            state, message = StepState.FAILED, f"{cause.text()}; next: {cause.fix}" if cause.fix else cause.text()
         if state is StepState.FAILED and step.warn_only:
             state = StepState.WARNED
         step.state = state

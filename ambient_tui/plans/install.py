@@ -108,6 +108,13 @@ def _helm_step(settings: Settings, cat: catalog.Catalog, version: str, release: 
         argv.append("--reset-then-reuse-values")
     for s in sets:
         argv += ["--set", s]
+    if settings.chart_source not in ("blob", "oci", "gcs_legacy") and release != "istio-base":
+        # Charts from a source tree default to development images on moving tags
+        # (registry.istio.io/testing, latest): pin the release's official ones.
+        hub = cat.images.get("official_hub", "docker.io/istio")
+        argv += ["--set", f"global.hub={hub}", "--set", f"global.tag={version}"]
+        if release == "ztunnel":  # ztunnel's chart reads its own hub and tag
+            argv += ["--set", f"hub={hub}", "--set", f"tag={version}"]
     component = next((k for k, v in COMPONENT_KEYS.items() if v == release), release)
     if component in settings.values:
         argv += ["--values", settings.values[component]]

@@ -109,6 +109,47 @@ def cmd_env(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fault(a: argparse.Namespace) -> int:
+    """`sandbox fault list|add NAME [--selector K=V]|clear [NAME]` (see faults.py)."""
+    from . import faults
+
+    if a.fault_cmd is None:
+        print("sandbox fault: say list, add NAME or clear; `sandbox fault list` shows the faults",
+              file=sys.stderr)
+        return 2
+    if a.fault_cmd in ("add", "clear") and a.fault and a.fault not in faults.FAULTS:
+        print(f"sandbox fault: unknown fault {a.fault!r}; known: {', '.join(faults.FAULTS)}",
+              file=sys.stderr)
+        return 2
+    if a.fault_cmd == "add" and a.selector:
+        try:
+            faults.parse_selector(a.selector)
+        except faults.FaultError as e:
+            print(f"sandbox fault: {e}", file=sys.stderr)
+            return 2
+    cp = _cp(a)
+    if not cp.status().up:
+        print(f"sandbox {a.name} is not running; start it with `ambient-tui sandbox up`",
+              file=sys.stderr)
+        return 1
+    try:
+        if a.fault_cmd == "add":
+            print(faults.add(cp, a.fault, a.selector))
+        elif a.fault_cmd == "clear":
+            done = faults.clear(cp, a.fault)
+            print(f"cleared: {', '.join(done)}" if done else "no fault was active")
+        else:
+            on = faults.active(cp)
+            for f in faults.FAULTS.values():
+                state = f"ACTIVE ({on[f.name]})" if f.name in on else ""
+                sel = f"  [--selector, default {f.default_selector}]" if f.default_selector else ""
+                print(f"  {f.name:15} {f.help}{sel}  {state}".rstrip())
+    except (faults.FaultError, SandboxError, OSError) as e:
+        print(f"sandbox fault: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def sandbox_env(name: str = DEFAULT_NAME, state_dir: str | None = None) -> dict[str, str | None]:
     """Environment changes that point kubectl/helm/boto3 at a running sandbox.
 
@@ -137,7 +178,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     common.add_argument("--state-dir", default=None,
                         help="where pid files, kubeconfig and data live "
                              "(default: <cache>/sandbox/<name>, or $AMBIENT_TUI_SANDBOX_DIR)")
-    sub = p.add_subparsers(dest="sandbox_cmd", metavar="{up,down,status,env}")
+    sub = p.add_subparsers(dest="sandbox_cmd", metavar="{up,down,status,env,fault}")
     up = sub.add_parser("up", parents=[common], help="build what is missing, then start")
     up.add_argument("--port", type=int, help="kube-apiserver port (default: a free one)")
     up.add_argument("--aws-port", type=int, help="AWS endpoint port (default: a free one)")
@@ -152,6 +193,17 @@ def register(subparsers) -> argparse.ArgumentParser:
     sub.add_parser("status", parents=[common], help="what runs").set_defaults(func=cmd_status)
     sub.add_parser("env", parents=[common],
                    help="print shell exports: KUBECONFIG, AWS_*, PATH").set_defaults(func=cmd_env)
+    fp = sub.add_parser("fault", help="make the sandbox fail as real clusters do (taints, "
+                        "Fargate, Pod Security, quota, kwok Stage faults)")
+    fsub = fp.add_subparsers(dest="fault_cmd", metavar="{list,add,clear}")
+    fsub.add_parser("list", parents=[common], help="the faults, and which are active")
+    fa = fsub.add_parser("add", parents=[common], help="make a fault")
+    fa.add_argument("fault", metavar="NAME")
+    fa.add_argument("--selector", metavar="K=V", help="the pods or nodes it hits (label)")
+    fc = fsub.add_parser("clear", parents=[common], help="undo one fault, or all")
+    fc.add_argument("fault", metavar="NAME", nargs="?")
+    fp.set_defaults(func=cmd_fault, fault=None, selector=None, name=DEFAULT_NAME,
+                    region=DEFAULT_REGION, state_dir=None)
 
     def usage(a: argparse.Namespace) -> int:
         p.print_usage(sys.stderr)

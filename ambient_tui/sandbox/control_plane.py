@@ -473,14 +473,7 @@ class ControlPlane:
             return [str(build.bin_path("kube-scheduler")), "--kubeconfig", ckc,
                     "--leader-elect=false", "--secure-port=0"], None
         if comp == "kwok":
-            k, v = FAKE_NODE_ANNOTATION
-            return [
-                str(build.bin_path("kwok")), "--kubeconfig", ckc, "--config", str(sd / "kwok.yaml"),
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={k}={v}",
-                "--node-ip=127.0.0.1", "--cidr=10.244.0.0/16",
-                "--server-address=",  # no kubelet-like server: nothing needs it, and no port to clash
-            ], None
+            return self._kwok_args(), None
         if comp == "aws":
             from . import aws_local
             return ([sys.executable, "-m", "ambient_tui.sandbox.aws_local", "serve",
@@ -495,6 +488,51 @@ class ControlPlane:
                      *[a for r in routes for a in ("--route", r)]],
                     {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
         raise ValueError(f"unknown sandbox component {comp!r}")
+
+    def _kwok_args(self, binary: str | None = None) -> list[str]:
+        k, v = FAKE_NODE_ANNOTATION
+        args = [
+            binary or str(build.bin_path("kwok")), "--kubeconfig", str(self.state_dir / "components.kubeconfig"),
+            "--config", str(self.state_dir / "kwok.yaml"),
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={k}={v}",
+            "--node-ip=127.0.0.1", "--cidr=10.244.0.0/16",
+            "--server-address=",  # no kubelet-like server: nothing needs it, and no port to clash
+        ]
+        if self.info.get("kwok_stage_crds"):
+            args.append("--enable-crds=Stage")
+        return args
+
+    def enable_stage_crds(self, stages: list[dict]) -> bool:
+        """Switch kwok to reading its stages from Stage objects in the cluster (kwok's
+        `--enable-crds=Stage`), so faults (sandbox/faults.py) come and go as objects. Creates
+        the Stage CRD and `stages` (kwok then has no built-in defaults), restarts kwok. Only the
+        first call does anything; returns whether it did."""
+        if self.state_file.is_file():  # another process may have switched it already
+            self.info = json.loads(self.state_file.read_text())
+        if self.info.get("kwok_stage_crds"):
+            return False
+        self._procs = getattr(self, "_procs", {})  # a fresh process (the CLI) started nothing
+        api = self.api()
+        api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", STAGE_CRD)
+        self._wait(time.monotonic(), 30, "the Stage CRD",
+                   lambda: api.request("GET", "/apis/kwok.x-k8s.io/v1alpha1/stages")[0] == 200)
+        for st in stages:
+            api.create("/apis/kwok.x-k8s.io/v1alpha1/stages", st)
+        old = self._live().get("kwok")
+        # The running kwok's own binary: this process's cache folder may differ ($HOME).
+        binary = _cmdline(old).split(" ")[0] if old else ""
+        if not binary or not os.path.isfile(binary):
+            binary = str(build.bin_path("kwok"))
+        if old:
+            os.killpg(old, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while _alive(old) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.info["kwok_stage_crds"] = True
+        self.state_file.write_text(json.dumps(self.info, indent=1))
+        self._spawn("kwok", self._kwok_args(binary))
+        return True
 
     def _start_aws(self) -> None:
         import importlib.util
@@ -666,6 +704,19 @@ def node_manifest(name: str, zone: str, pods: int = NODE_PODS) -> dict:
                                 "osImage": "Amazon Linux 2023.8.20250818",
                                 "kernelVersion": "6.1.147-172.266.amzn2023.x86_64"}},
     }
+
+
+# kwok's Stage kind, as a CRD with an open schema: kwok validates the stages it reads.
+STAGE_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "stages.kwok.x-k8s.io"},
+    "spec": {"group": "kwok.x-k8s.io", "scope": "Cluster",
+             "names": {"kind": "Stage", "listKind": "StageList", "plural": "stages", "singular": "stage"},
+             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
+                           "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
 
 
 def aws_node_manifest(cluster: str, region: str) -> dict:

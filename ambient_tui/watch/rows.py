@@ -146,6 +146,7 @@ class PodRow:
     ambient: str
     labels: dict = field(default_factory=dict, compare=False, hash=False)
     uid: str = ""
+    reason: str = ""  # why a pod is not Ready (pod_reason), "" when it is
 
     @property
     def key(self) -> tuple[str, str]:
@@ -153,7 +154,8 @@ class PodRow:
 
     def cells(self, now: float) -> tuple[str, ...]:
         """Display strings in COLUMNS order."""
-        return (self.namespace, self.name, self.ready, self.status, str(self.restarts),
+        status = f"{self.status}: {self.reason}" if self.reason else self.status
+        return (self.namespace, self.name, self.ready, status, str(self.restarts),
                 format_age(self.created, now), self.ambient, self.node or "<none>")
 
     def with_ambient(self, namespace_labels: dict | None) -> "PodRow":
@@ -161,7 +163,7 @@ class PodRow:
         if mode == self.ambient:
             return self
         return PodRow(self.namespace, self.name, self.ready, self.status, self.restarts,
-                      self.created, self.node, mode, self.labels, self.uid)
+                      self.created, self.node, mode, self.labels, self.uid, self.reason)
 
 
 def pod_row(pod: dict, namespace_labels: dict | None = None) -> PodRow:
@@ -171,7 +173,34 @@ def pod_row(pod: dict, namespace_labels: dict | None = None) -> PodRow:
                   ready=pod_ready(pod), status=pod_status(pod), restarts=pod_restarts(pod),
                   created=parse_time(meta.get("creationTimestamp")),
                   node=spec.get("nodeName") or "", ambient=ambient_mode(labels, namespace_labels),
-                  labels=labels, uid=meta.get("uid", ""))
+                  labels=labels, uid=meta.get("uid", ""), reason=pod_reason(pod))
+
+
+def pod_reason(pod: dict) -> str:
+    """Why a pod is not Ready, short: the scheduler's verdict, a waiting container's message,
+    a readiness that does not come; "" for a Ready or finished pod."""
+    st = pod.get("status") or {}
+    if st.get("phase") in ("Succeeded", "Failed") or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return ""
+    conds = {c.get("type"): c for c in st.get("conditions") or []}
+    if conds.get("Ready", {}).get("status") == "True":
+        return ""
+    sched = conds.get("PodScheduled", {})
+    if sched.get("status") == "False" and sched.get("message"):
+        return sched["message"].split(" preemption:")[0].rstrip(". ")[:120]
+    for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+        wait = (cs.get("state") or {}).get("waiting") or {}
+        if wait.get("message"):
+            return wait["message"][:120]
+        last = ((cs.get("lastState") or {}).get("terminated") or {}).get("message")
+        if last:
+            return f"last exit: {last[:100]}"
+    css = st.get("containerStatuses") or []
+    if css and all((c.get("state") or {}).get("running") for c in css):
+        return "running, readiness probe not passing"
+    if (pod.get("spec") or {}).get("nodeName") and not css:
+        return "bound to a node that has not started it"
+    return ""
 
 
 # --- filters ---------------------------------------------------------------------------------

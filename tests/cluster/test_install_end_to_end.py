@@ -71,10 +71,12 @@ def all_deployed(env) -> dict[str, str]:
 
 @pytest.fixture
 def stall_values(tmp_path) -> Path:
-    """istiod values whose pod can never be scheduled, so `helm --wait` keeps the release
+    """istiod values whose pod cannot be scheduled now, so `helm --wait` keeps the release
     pending: on kwok every schedulable pod is Ready within a second, too fast to interrupt."""
     f = tmp_path / "stall-istiod.yaml"
-    f.write_text('nodeSelector:\n  ambient-tui.test/no-such-node: "true"\n')
+    # No room on any node: a wait that can clear (a node may be added), so the step watcher
+    # (watch/diagnose.py) shows it and keeps waiting; a selector no node has would end it.
+    f.write_text('resources:\n  requests:\n    cpu: "64"\n')
     return f
 
 
