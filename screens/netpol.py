@@ -799,8 +799,9 @@ class NetpolScreen(Screen):
 
     def _apply(self, docs: list[dict[str, Any]]) -> None:
         def run() -> list[str]:
-            return [str((self.cluster.apply(d, namespace=self.namespace or None).get("metadata")
-                         or {}).get("name")) for d in docs]
+            with self.cluster.locked("netpol apply"):  # a second operator's run is refused
+                return [str((self.cluster.apply(d, namespace=self.namespace or None).get("metadata")
+                             or {}).get("name")) for d in docs]
 
         def done(names: list[str]) -> None:
             self.notify(f"Applied: {', '.join(names)}", markup=False)

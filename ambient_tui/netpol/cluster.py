@@ -7,6 +7,7 @@ a ClusterError whose message a person can act on.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
@@ -143,6 +144,25 @@ class NetpolCluster:
             self._core = self._core or client.CoreV1Api(self._api_client)
             self._networking = self._networking or client.NetworkingV1Api(self._api_client)
         return self._core, self._networking
+
+    @contextlib.contextmanager
+    def locked(self, command: str):
+        """Hold the cluster lock (cluster/lease.py) around a change, as every other write does;
+        another run holding it is one ClusterError line, and nothing is applied."""
+        from ambient_tui.cluster.client import ClusterAccessError, KubeClient
+        from ambient_tui.cluster.lease import LockError, LockHeld, cluster_lock
+
+        self._apis()
+        kube = KubeClient(self._api_client, self._context or "", "")
+        try:
+            lock = cluster_lock(kube, command)
+            lock.__enter__()
+        except (LockHeld, LockError, ClusterAccessError) as e:
+            raise ClusterError(f"{e}; nothing was applied") from None
+        try:
+            yield
+        finally:
+            lock.__exit__(None, None, None)
 
     def _call(self, fn: Callable[..., Any], *args: Any, verb: str,
               resource: str = "networkpolicies", namespace: str | None = None,
