@@ -416,7 +416,7 @@ def step_watcher(kubeconfig: str | None = None, context: str | None = None,
         return state["w"]
 
     async def watch(step, report: Callable[[Cause], None]) -> None:
-        names = workloads_for_step(step.id)
+        names = workloads_for_step(step)
         argv = step.argv or []
         if not names or (argv[:1] == ["helm"] and "--wait" not in argv):
             return  # a helm step without --wait waits for nothing; the Verify phase does

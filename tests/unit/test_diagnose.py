@@ -200,7 +200,7 @@ def test_runner_ends_a_step_early_on_a_permanent_cause_and_journals_it():
                      fix="add tolerations", permanent=True))
         await asyncio.sleep(60)
 
-    step = Step("helm-istiod", "wait", argv=[sys.executable, "-c", "import time; time.sleep(60)"], timeout=120)
+    step = Step("helm-istiod", "wait", argv=[sys.executable, "-c", "import time; time.sleep(60)"], timeout=120, watches=("istiod",))
     runner = Runner(Plan("t", [Phase("p", "p", [step])]), step_watcher=watcher)
     events = []
     runner.subscribe(events.append)
