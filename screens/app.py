@@ -19,7 +19,10 @@ from textual.screen import Screen
 
 from ambient_tui.engine.plan import Plan
 from screens.keymap import KeymapError, keymap_path as default_keymap_path, load_keymap
+from screens import partial_updates
 from screens.main import COMMANDS, MainScreen
+
+partial_updates.install()  # partial frames send the changed cells only, not whole rows
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 

@@ -44,6 +44,10 @@ class GatedProvider:
     def snapshot(self):
         return self.provider.snapshot()
 
+    @property
+    def clock(self):  # the watcher's ServerClock, for the pane's ages
+        return getattr(self.provider, "clock", None)
+
 
 def stop_watchers(watchers) -> None:
     """Stop the watch threads a widget started; at exit this is best effort."""
