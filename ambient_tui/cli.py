@@ -117,16 +117,17 @@ def cmd_tui(args) -> int:
 
     return run_app(plan, context=kube_context or current_context(kubeconfig),
                    istio_version=plan.meta["istio_version"], kubeconfig=kubeconfig,
-                   kube_context=kube_context, mouse=not args.no_mouse,
+                   kube_context=kube_context, mouse=not args.no_mouse, slow_link=args.slow_link,
                    check_context_factory=lambda: CheckContext(settings, kubeconfig=kubeconfig,
                                                               context=kube_context)) or 0
 
 
-def start_pods_ui(provider, *, title: str = "ambient-tui pods", mouse: bool = True) -> int:
+def start_pods_ui(provider, *, title: str = "ambient-tui pods", mouse: bool = True,
+                  slow_link: bool = False) -> int:
     """`ambient-tui pods`: the pod pane as its own app; the UI is imported only to start it."""
     from screens.app import run_pods_app
 
-    return run_pods_app(provider, title=title, mouse=mouse) or 0
+    return run_pods_app(provider, title=title, mouse=mouse, slow_link=slow_link) or 0
 
 
 def current_context(kubeconfig: str | None = None) -> str:
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--context", metavar="NAME", help="kube context (default: the current one)")
     parser.add_argument("--no-mouse", action="store_true",
                         help="leave the mouse to the terminal (copy and paste over SSH)")
+    parser.add_argument("--slow-link", action="store_true",
+                        help="for a thin SSH link: fewer redraws, no decorative motion")
     _plan_args(parser)
     parser.set_defaults(func=cmd_tui)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -182,6 +182,7 @@ class Panes(Vertical):
             return
         box.query("#pods-placeholder").remove()
         box.mount(PodsPane(self._pods_gate, now=self._app("now", time.time),
+                           slow_link=getattr(self._app("link"), "slow", False),
                            kubeconfig=self._app("kubeconfig"), context=self._app("kube_context"),
                            id="pods"))
         self.call_after_refresh(self._focus_if_shown, "pods")

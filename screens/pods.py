@@ -31,19 +31,16 @@ from ambient_tui.watch.pod_detail import DetailSource, KubeDetailSource
 from ambient_tui.watch.pods import RECONNECTING, Snapshot
 from ambient_tui.watch.rows import COLUMNS, PodRow, format_age, row_matches
 from screens.gc_pauses import BIG_LIST, freeze_long_lived
+from screens.link import profile as link_profile
 from screens.pod_detail import PodDetailScreen
 from screens.pod_grid import AGE, PodGrid
 
 REFRESH = 0.25  # seconds between version checks
-# Frame pacing: the first change after a quiet spell is drawn at the next check, but merges
-# follow each other at most every MERGE_PACE seconds, so a churn burst costs one frame per
-# pace, not one per check (keys are drawn at once, never waiting for this).
-MERGE_PACE = 1.0
-# Ages are repainted every 10 s, in place (only AGE cells whose text changed): ages under
-# 10 minutes change every second, a steady stream over a slow SSH link otherwise.
-AGE_REFRESH = 10.0
-# --slow-link (screens/link.py): fewer frames and age ticks.
-SLOW_MERGE_PACE, SLOW_AGE_REFRESH = 2.0, 30.0
+# Frame pacing (screens/link.py): the first change after a quiet spell is drawn at the next
+# check, but merges follow each other at most every `merge_pace` seconds (1 s; 2 s with
+# --slow-link), so a churn burst costs one frame per pace, not one per check; keys are drawn
+# at once, never waiting for it. Ages are repainted every `age_refresh` seconds (10 s; 30 s),
+# in place: only AGE cells whose text changed.
 
 HEADERS = {"namespace": "NAMESPACE", "name": "NAME", "ready": "READY", "status": "STATUS",
            "restarts": "RST", "age": "AGE", "node": "NODE", "ambient": "MESH"}
@@ -136,10 +133,11 @@ class PodsPane(Widget):
         if (now is None or now is time.time) and clock is not None:
             now = clock.now
         self.now = now or time.time
+        link = link_profile(slow_link)
         self.slow_link = slow_link
         self.interval = interval
-        self.age_interval = age_interval or (SLOW_AGE_REFRESH if slow_link else AGE_REFRESH)
-        self.pace = pace if pace is not None else (SLOW_MERGE_PACE if slow_link else MERGE_PACE)
+        self.age_interval = age_interval or link.age_refresh
+        self.pace = pace if pace is not None else link.merge_pace
         self._last_merge = float("-inf")  # monotonic time of the last merge (pacing)
         self.filter_text = ""
         self.sort_column = "namespace"
@@ -339,6 +337,7 @@ class PodsPane(Widget):
     # -- filter and sort --
     def action_filter(self) -> None:
         box = self.query_one("#pods-filter", Input)
+        box.cursor_blink = not self.slow_link  # a blinking cursor is a frame every 0.5 s
         box.add_class("shown")
         box.value = self.filter_text
         box.focus()

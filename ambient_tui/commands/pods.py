@@ -41,6 +41,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
                        help="watch this namespace (repeat, or comma-separate, for more)")
     access_args(p)
+    # also accepted before the command (ambient-tui --slow-link pods): same flag, same dest
+    p.add_argument("--slow-link", action="store_true", default=argparse.SUPPRESS,
+                   help="for a thin SSH link: fewer redraws, no decorative motion")
     p.set_defaults(func=run)
     return p
 
@@ -127,10 +130,10 @@ def scope_for(opts: PodsOptions, mesh: Callable[..., set[str]] | None = None) ->
     return tuple(sorted(mesh(kubeconfig=opts.kubeconfig, context=opts.context)))
 
 
-def _default_launch(provider: Any, title: str) -> int:
+def _default_launch(provider: Any, title: str, slow_link: bool = False) -> int:
     from ambient_tui.cli import start_pods_ui  # cli.py is the only engine module that may import the UI
 
-    return int(start_pods_ui(provider, title=title) or 0)
+    return int(start_pods_ui(provider, title=title, slow_link=slow_link) or 0)
 
 
 def run(args: argparse.Namespace, err: TextIO | None = None,
@@ -148,7 +151,9 @@ def run(args: argparse.Namespace, err: TextIO | None = None,
     scope = scope_for(opts, mesh)
     watcher = PodWatcher(namespaces=scope, kubeconfig=opts.kubeconfig, context=opts.context)
     title = f"pods · context: {opts.context}"
-    launch = launch or _default_launch
+    if launch is None:
+        slow_link = bool(getattr(args, "slow_link", False))
+        launch = lambda provider, title: _default_launch(provider, title, slow_link)  # noqa: E731
     profile_to = os.environ.get(PROFILE_ENV)
     watcher.start()
     try:
