@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 COLS, ROWS = 120, 40
-FRAME_GAP = 0.003
+FRAME_GAP = 0.010  # frames are >= 16 ms apart (60 fps at most); a big one arrives in 4 KB pieces
 MOVE = re.compile(rb"\x1b\[(\d+);(\d+)H")
 
 
@@ -104,7 +104,48 @@ class ChurnProvider:
             i += 1
 
 
+def output_child(args) -> int:
+    """The output pane (screens/widgets.OutputPane) as the main screen drives it: lines are
+    buffered as they come (`--rate` per second after SIGUSR1) and written by the redraw timer
+    (screens/link.py output_flush: 20 Hz, --slow-link 2 Hz)."""
+    from textual.app import App
+
+    from screens import link, partial_updates
+    from screens.widgets import OutputPane
+
+    partial_updates.install()
+    prof = link.profile(args.slow_link)
+    pending: list[str] = []
+    state = {"on": False, "n": 0, "t0": 0.0}
+
+    class OutputApp(App):
+        def compose(self):
+            yield OutputPane()
+
+        def on_mount(self):
+            self.animation_level = prof.animation_level
+            self.set_interval(prof.output_flush, self.flush)
+
+        def flush(self):
+            if state["on"]:  # the lines a step printed since the last redraw
+                due = int((time.monotonic() - state["t0"]) * args.rate)
+                pending.extend(f"helm: {i:07d} applying manifest chunk, {i * 7 % 1000} objects"
+                               for i in range(state["n"], due))
+                state["n"] = due
+            if pending:
+                self.query_one(OutputPane).write_lines(list(pending))
+                pending.clear()
+
+    def go(*_):
+        state.update(on=True, t0=time.monotonic())
+
+    signal.signal(signal.SIGUSR1, go)
+    return int(OutputApp().run() or 0)
+
+
 def child(args) -> int:
+    if args.pane == "output":
+        return output_child(args)
     from screens.app import run_pods_app
 
     provider = ChurnProvider(args.rows, args.rate)
@@ -175,7 +216,7 @@ def parent(args) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("COLORTERM", "NO_COLOR")}
     env.update(TERM="xterm-256color", PYTHONPATH=str(ROOT))
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--rows", str(args.rows),
-            "--rate", str(args.rate)] + (["--slow-link"] if args.slow_link else [])
+            "--rate", str(args.rate), "--pane", args.pane] + (["--slow-link"] if args.slow_link else [])
     app = PtyApp(argv, env, str(ROOT), COLS, ROWS)
     try:
         time.sleep(args.settle)
@@ -188,7 +229,8 @@ def parent(args) -> int:
     finally:
         app.stop()
     mode = " --slow-link" if args.slow_link else ""
-    print(f"pods pane{mode}, {args.rows} rows, {args.rate:g} changes/s, {args.seconds:g} s per phase, load {load}")
+    what = f"{args.rows} rows, {args.rate:g} changes/s" if args.pane == "pods" else f"{args.rate:g} lines/s"
+    print(f"{args.pane} pane{mode}, {what}, {args.seconds:g} s per phase, load {load}")
     print("| phase | bytes/s | frames/s | bytes/frame | body rows/frame | status line B/s | "
           "table header B/s | table body B/s | footer B/s | CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -207,6 +249,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--settle", type=float, default=4.0)
     ap.add_argument("--slow-link", action="store_true")
+    ap.add_argument("--pane", choices=["pods", "output"], default="pods")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     return child(args) if args.child else parent(args)

@@ -51,7 +51,7 @@ async def test_main_screen_profile(slow):
         assert link.of(app.screen) is (link.SLOW if slow else link.NORMAL)
         assert app.animation_level == ("none" if slow else "full")
         # the main screen's redraw timer (output pane, step rows, progress)
-        assert (0.5 if slow else 0.05) in {round(t._interval, 3) for t in app.screen._timers}
+        assert (0.5 if slow else 0.1) in {round(t._interval, 3) for t in app.screen._timers}
 
 
 def test_elapsed_counters_move_in_steps():
