@@ -37,7 +37,6 @@ from screens.widgets import (MAX_OUTPUT_LINES, BufferedOutput, OutputBuffers, Ou
                              step_end_note)
 
 
-
 def workloads_for_step(step_id: str) -> tuple[str, ...]:
     # Imported on first use: the watch modules stay out of start-up.
     from ambient_tui.watch.workloads import workloads_for_step as lookup
