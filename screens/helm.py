@@ -33,7 +33,7 @@ from ambient_tui.watch.rows import format_age
 from screens import link
 
 REFRESH = 0.25
-AGE_REFRESH = 5.0  # the UPDATED column; a few rows, but no need to repaint each second
+AGE_REFRESH = 10.0  # the UPDATED column: each tick re-sends the whole (small) table, as the pods pane ages
 COLUMNS = ("name", "namespace", "revision", "status", "chart", "app_version", "updated")
 HEADERS = {"name": "NAME", "namespace": "NAMESPACE", "revision": "REV", "status": "STATUS",
            "chart": "CHART", "app_version": "APP", "updated": "UPDATED"}

@@ -60,6 +60,7 @@ class PodGrid(ScrollView, can_focus=True):
         self.widths = [len(headers[c]) for c in COLUMNS]  # only grow: no jitter while rows churn
         self._painted: dict[int, tuple] = {}  # screen line -> signature drawn there
         self._styles: dict[tuple, Style] = {}
+        self._base: Style | None = None
         self._bar_timer = None
         self._bars_synced = False
 
@@ -151,8 +152,9 @@ class PodGrid(ScrollView, can_focus=True):
             self.refresh()
         self._painted[y] = sig
         cells, kind, (widths, sx, width) = sig
+        base = self._base_style()
         if kind == "blank":
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, base)
         over = None
         if kind == "header":
             over = self.get_component_rich_style("podgrid--header")
@@ -170,14 +172,32 @@ class PodGrid(ScrollView, can_focus=True):
             run += text.ljust(w + GAP)
         if run:
             segments.append(Segment(run, self._style(run_style, over)))
-        return Strip(segments).crop(sx, sx + width).extend_cell_length(width).apply_style(self.rich_style)
+        length = sum(widths) + GAP * len(widths)  # cells are ASCII (names are DNS labels)
+        if sx or length > width:
+            return Strip(segments, length).crop(sx, sx + width).extend_cell_length(width, base)
+        if length < width:
+            segments.append(Segment(" " * (width - length), base))
+        return Strip(segments, width)
+
+    def _base_style(self) -> Style:
+        """The grid's own style (background), computed once per style change: Widget.rich_style
+        walks the ancestors on every call, and was a fifth of a sort's frame."""
+        if self._base is None:
+            self._base = self.rich_style
+        return self._base
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._base = None
+        self._styles.clear()
 
     def _style(self, name: str, over: Style | None) -> Style:
-        """A cell's style (a rich style name), with the header/cursor style over it; cached."""
+        """A cell's style: the grid's, the cell's (a rich style name), the header/cursor style
+        over both; cached."""
         key = (name, over)
         style = self._styles.get(key)
         if style is None:
-            style = Style.parse(name) if name else Style()
+            style = self._base_style() + (Style.parse(name) if name else Style())
             if over is not None:
                 style = style + over
             self._styles[key] = style

@@ -147,6 +147,7 @@ class PodsPane(Widget):
         self._shown: dict[tuple[str, str], PodRow] = {}   # rows in the table
         self._cells: dict[tuple[str, str], tuple[str, ...]] = {}  # their cell text (age: at merge)
         self._ages: dict[tuple[str, str], str] = {}  # AGE text as drawn (fresh when absent)
+        self._lines: dict[tuple[str, str], tuple] = {}  # line_cells per row (cache)
         self._status_line: Text | None = None  # last status text drawn
         self._order: list[tuple] = []  # ascending (sort value, key): the display order
         self._sortkey: dict[tuple[str, str], tuple] = {}  # key -> its entry in _order
@@ -206,10 +207,14 @@ class PodsPane(Widget):
         return age
 
     def line_cells(self, key: tuple[str, str]) -> tuple[tuple[str, str], ...]:
-        """(text, rich style name) per column, for the grid's lines (never markup-parsed)."""
-        cells = list(self._cells[key])
-        cells[AGE] = self._age(key)
-        return tuple((v, self._style_name(c, v)) for c, v in zip(COLUMNS, cells))
+        """(text, rich style name) per column, for the grid's lines (never markup-parsed);
+        kept per row until its cells or its age change (a repaint asks for every line)."""
+        line = self._lines.get(key)
+        if line is None:
+            cells = list(self._cells[key])
+            cells[AGE] = self._age(key)
+            line = self._lines[key] = tuple((v, self._style_name(c, v)) for c, v in zip(COLUMNS, cells))
+        return line
 
     @staticmethod
     def _style_name(column: str, value: str) -> str:
@@ -232,7 +237,7 @@ class PodsPane(Widget):
         now = self.now()
         cursor_seen = grid.cursor in grid.visible_indexes()
         if force or (not self._order and want):
-            self._shown, self._cells, self._ages = dict(want), {}, {}
+            self._shown, self._cells, self._ages, self._lines = dict(want), {}, {}, {}
             for key, row in want.items():
                 self._put_cells(key, row, now)
             self._resort()
@@ -243,6 +248,7 @@ class PodsPane(Widget):
                 del self._order[bisect_left(self._order, self._sortkey.pop(key))]
                 del self._shown[key], self._cells[key]
                 self._ages.pop(key, None)
+                self._lines.pop(key, None)
             for key, row in want.items():
                 old = self._shown.get(key)
                 if old is row:
@@ -265,6 +271,7 @@ class PodsPane(Widget):
         cells = self._row_cells(row, now)
         self._cells[key] = cells
         self._ages[key] = cells[AGE]  # a changed row shows its age as of now
+        self._lines.pop(key, None)
         return self.grid.grow_widths(cells)
 
     def index_of(self, key: tuple[str, str]) -> int | None:
@@ -304,6 +311,10 @@ class PodsPane(Widget):
             row = self._shown.get(key)
             if row is not None:
                 ages[key] = format_age(row.created, now)
+                if self._ages.get(key) != ages[key]:
+                    self._lines.pop(key, None)
+        for key in self._ages.keys() - ages.keys():  # off screen: fresh when next drawn
+            self._lines.pop(key, None)
         self._ages = ages
         grid.repaint()
 
