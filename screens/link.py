@@ -23,9 +23,9 @@ class LinkProfile:
     cursor_blink: bool
 
 
-NORMAL = LinkProfile(False, merge_pace=1.0, age_refresh=10.0, output_flush=1 / 10, elapsed_step=1,
+NORMAL = LinkProfile(False, merge_pace=2.0, age_refresh=10.0, output_flush=1 / 10, elapsed_step=1,
                      animation_level="full", cursor_blink=True)
-SLOW = LinkProfile(True, merge_pace=2.0, age_refresh=30.0, output_flush=0.5, elapsed_step=10,
+SLOW = LinkProfile(True, merge_pace=4.0, age_refresh=30.0, output_flush=0.5, elapsed_step=10,
                    animation_level="none", cursor_blink=False)
 
 

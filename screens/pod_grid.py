@@ -29,6 +29,7 @@ from ambient_tui.watch.rows import COLUMNS
 
 AGE = COLUMNS.index("age")
 GAP = 2  # spaces after each column
+SPAN_GAP = 6  # unchanged cells between two changes sent rather than a new cursor move (~8 bytes)
 SCROLLBAR_PACE = 5.0  # seconds between scrollbar thumb updates while the row count churns
 
 
@@ -220,12 +221,25 @@ class PodGrid(ScrollView, can_focus=True):
             if old is None or old[1:] != new[1:] or len(old[0]) != len(new[0]):
                 regions.append(Region(0, y, width, 1))  # another row kind, cursor or widths
                 continue
+            spans: list[list[int]] = []
             for i, (a, b) in enumerate(zip(old[0], new[0])):
-                if a != b:
-                    x1, x2 = self.column_span(i)
-                    x1, x2 = max(0, x1), min(width, x2)
-                    if x2 > x1:
-                        regions.append(Region(x1, y, x2 - x1, 1))
+                if a == b:
+                    continue
+                x1, x2 = self.column_span(i)
+                if a[1] == b[1]:  # same style: only the characters that differ (as tcell does)
+                    w = x2 - x1
+                    ta, tb = a[0].ljust(w), b[0].ljust(w)
+                    first = next(j for j in range(w) if ta[j] != tb[j])
+                    last = next(j for j in range(w - 1, -1, -1) if ta[j] != tb[j])
+                    x1, x2 = x1 + first, x1 + last + 1
+                x1, x2 = max(0, x1), min(width, x2)
+                if x2 <= x1:
+                    continue
+                if spans and x1 - spans[-1][1] <= SPAN_GAP:  # resending a few cells is
+                    spans[-1][1] = x2                       # cheaper than a cursor move
+                else:
+                    spans.append([x1, x2])
+            regions += [Region(x1, y, x2 - x1, 1) for x1, x2 in spans]
         if regions:
             self.refresh(*regions)
         return len(regions)

@@ -37,9 +37,9 @@ from screens.pod_grid import AGE, PodGrid
 
 REFRESH = 0.25  # seconds between version checks
 # Frame pacing (screens/link.py): the first change after a quiet spell is drawn at the next
-# check, but merges follow each other at most every `merge_pace` seconds (1 s; 2 s with
-# --slow-link), so a churn burst costs one frame per pace, not one per check; keys are drawn
-# at once, never waiting for it. Ages are repainted every `age_refresh` seconds (10 s; 30 s),
+# check, but merges follow each other at most every `merge_pace` seconds (2 s, k9s's refresh;
+# 4 s with --slow-link), so a churn burst costs one frame per pace, not one per check; keys
+# are drawn at once, never waiting for it. Ages are repainted every `age_refresh` seconds (10 s; 30 s),
 # in place: only AGE cells whose text changed.
 
 HEADERS = {"namespace": "NAMESPACE", "name": "NAME", "ready": "READY", "status": "STATUS",

@@ -30,7 +30,7 @@ async def test_pods_app_profile(slow):
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         pane = app.query_one(PodsPane)
-        assert pane.pace == (2.0 if slow else 1.0)
+        assert pane.pace == (4.0 if slow else 2.0)
         assert pane.age_interval == (30.0 if slow else 10.0)
         assert app.animation_level == ("none" if slow else "full")
         await pilot.press("slash")
