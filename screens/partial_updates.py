@@ -13,7 +13,7 @@ Textual (8.2.8, pinned in pyproject.toml) keeps the dirty regions of a frame as 
 that crop each piece to its span and write an SGR sequence only when the style changes
 (cursor moves keep the terminal's current attributes; one reset ends the frame). Over a thin
 SSH link that is most of what a live pane sends. Which regions are dirty and how strips are
-drawn stay Textual's. tests/unit/test_partial_updates.py checks the bytes against a terminal
+drawn stay Textual's. tests/ui/test_partial_frames.py checks the bytes against a terminal
 emulator's view, so a Textual upgrade that changes these classes fails there, not silently.
 """
 

@@ -60,6 +60,7 @@ class PodGrid(ScrollView, can_focus=True):
         self.cursor = 0  # index in display order
         self.widths = [len(headers[c]) for c in COLUMNS]  # only grow: no jitter while rows churn
         self._painted: dict[int, tuple] = {}  # screen line -> signature drawn there
+        self._header_cells = tuple((headers[c], "") for c in COLUMNS)
         self._styles: dict[tuple, Style] = {}
         self._base: Style | None = None
         self._bar_timer = None
@@ -133,17 +134,25 @@ class PodGrid(ScrollView, can_focus=True):
     # last drawn on each screen line; `repaint()` compares and refreshes only the cells that
     # differ, so a merge, an age tick or a scroll sends changed cells, never whole rows
     # (screens/partial_updates.py makes Textual write just those cells).
-    def line_signature(self, y: int) -> tuple:
-        frame = (tuple(self.widths), self.scroll_offset.x, self.size.width)
+    def _view(self) -> tuple[tuple, int]:
+        """(frame, top row) for line signatures; read once per pass (reactive reads add up)."""
+        offset = self.scroll_offset
+        return (tuple(self.widths), offset.x, self.size.width), offset.y
+
+    def line_signature(self, y: int, view: tuple | None = None) -> tuple:
+        frame, top = view or self._view()
         if y == 0:
-            return (tuple((self.headers[c], "") for c in COLUMNS), "header", frame)
-        index = self.scroll_offset.y + y - 1
+            return (self._header_cells, "header", frame)
+        index = top + y - 1
         key = self.key_at(index)
         if key is None:
             return ((), "blank", frame)
         cells = self.owner.line_cells(key)
-        if self.grow_widths(tuple(t for t, _ in cells)):  # an age grew past its column
-            frame = (tuple(self.widths), self.scroll_offset.x, self.size.width)
+        for i, (text, _) in enumerate(cells):
+            if len(text) > self.widths[i]:  # an age grew past its column: widths only grow
+                self.grow_widths(tuple(t for t, _ in cells))
+                frame = self._view()[0]
+                break
         return (cells, "cursor" if index == self.cursor else "row", frame)
 
     def render_line(self, y: int) -> Strip:
@@ -214,10 +223,12 @@ class PodGrid(ScrollView, can_focus=True):
         returns how many regions were refreshed (tests, benchmarks)."""
         width = self.size.width
         regions = []
+        view = self._view()
         for y in range(self.size.height):
-            new, old = self.line_signature(y), self._painted.get(y)
+            new, old = self.line_signature(y, view), self._painted.get(y)
             if new == old:
                 continue
+            view = (new[2], view[1])  # widths may have grown on this line
             if old is None or old[1:] != new[1:] or len(old[0]) != len(new[0]):
                 regions.append(Region(0, y, width, 1))  # another row kind, cursor or widths
                 continue
