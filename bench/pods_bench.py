@@ -161,6 +161,7 @@ class Load:
                 return n
             last = n
             time.sleep(2)
+        say(f"pod count did not settle{f' near {near}' if near else ''} in {timeout:.0f}s: {last}")
         return last
 
     def total_pods(self) -> int:
@@ -333,7 +334,7 @@ def start_app(cp: ControlPlane, profile: str | None, variant: str = "current",
 COUNT = re.compile(rb"\xc2\xb7 (\d+) pods")
 
 
-def wait_load(below: float = 1.0, max_wait: float = 30.0) -> str:
+def wait_load(below: float = 1.0, max_wait: float = 20.0) -> str:
     """Wait for the 1-minute load average to drop below `below` (at most max_wait s: the
     machine is shared); returns the load seen at the end, for the record."""
     t0 = time.monotonic()
@@ -360,11 +361,11 @@ def wait_for_count(app: PtyApp, total: int, timeout: float, count: re.Pattern = 
             for chunk, t in zip(chunks, times):
                 stream.feed(chunk)
                 for m in count.finditer("\n".join(screen.display)):
-                    if abs(int(m.group(1)) - total) <= max(1, total // 100):
+                    if abs(int(m.group(1)) - total) <= max(3, total // 20):
                         return t
             seen += len(chunks)
             time.sleep(0.05)
-        say(f"screen at the timeout: {chr(10).join(screen.display[:6])}")
+        say(f"screen at the timeout: {chr(10).join(screen.display[:12])}")
         return None
     while time.monotonic() < deadline:
         with app._lock:
