@@ -99,9 +99,9 @@ class K9s(Contender):
     name = "k9s"
     sort_key = b"N"  # shift-n: sort by name; again: the other direction (the whole table)
     quit_keys = b"\x03"  # ctrl-c
-    # The table title " pods(all)[20003] ", read off the emulated screen: tcell rewrites only
-    # the cells that changed, so the digits rarely arrive together in the byte stream.
-    count = re.compile(r"pods\(all\)\[(\d+)\]")
+    # The table title " pods(all)[20,003] " (thousands separated), read off the emulated
+    # screen: tcell rewrites only the cells that changed, so the digits rarely arrive together.
+    count = re.compile(r"pods\(all\)\[([\d,]+)\]")
     count_on_screen = True
 
     def argv_env(self, kubeconfig, home, env):

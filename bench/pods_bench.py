@@ -361,7 +361,7 @@ def wait_for_count(app: PtyApp, total: int, timeout: float, count: re.Pattern = 
             for chunk, t in zip(chunks, times):
                 stream.feed(chunk)
                 for m in count.finditer("\n".join(screen.display)):
-                    if abs(int(m.group(1)) - total) <= max(3, total // 20):
+                    if abs(int(m.group(1).replace(",", "")) - total) <= max(3, total // 20):
                         return t
             seen += len(chunks)
             time.sleep(0.05)
