@@ -8,10 +8,10 @@ going Pending -> ContainerCreating -> Running over its first second like kwok's.
 benchmark (bench/pods_bench.py) measures the same pane against a real API server; this one
 only says which part of the screen the bytes are spent on, quickly.
 
-A frame is a run of output chunks with less than 3 ms between them (Textual writes one frame
-per screen update). Rows are told apart by the cursor moves in the byte stream (CSI y;x H).
+A frame is a run of output chunks with less than 10 ms between them (Textual writes one frame
+per screen update, at most 60 a second; a big one arrives in 4 KB pieces). Rows are told apart by the cursor moves in the byte stream (CSI y;x H).
 
-    python bench/pane_bytes.py [--rows 100] [--rate 100] [--seconds 20] [--app-args ...]
+    python bench/pane_bytes.py [--pane pods|output] [--rows 100] [--rate 100] [--seconds 15] [--slow-link]
 """
 
 from __future__ import annotations
