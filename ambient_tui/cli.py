@@ -97,16 +97,17 @@ def cmd_tui(args) -> int:
     from screens.app import run_app  # the UI, imported only to start it
 
     return run_app(plan, target=target, istio_version=plan.meta["istio_version"],
-                   mouse=not args.no_mouse, install_session=session,
+                   mouse=not args.no_mouse, install_session=session, slow_link=args.slow_link,
                    lock_client=lambda: load_client(target=target),
                    check_context_factory=lambda: CheckContext(settings, target=target)) or 0
 
 
-def start_pods_ui(provider, *, title: str = "ambient-tui pods", mouse: bool = True) -> int:
+def start_pods_ui(provider, *, title: str = "ambient-tui pods", mouse: bool = True,
+                  slow_link: bool = False) -> int:
     """`ambient-tui pods`: the pod pane as its own app; the UI is imported only to start it."""
     from screens.app import run_pods_app
 
-    return run_pods_app(provider, title=title, mouse=mouse) or 0
+    return run_pods_app(provider, title=title, mouse=mouse, slow_link=slow_link) or 0
 
 
 def current_context(kubeconfig: str | None = None) -> str:
@@ -128,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="look, change nothing: no run, fix, uninstall, rollback or apply")
     parser.add_argument("--no-mouse", action="store_true",
                         help="leave the mouse to the terminal (copy and paste over SSH)")
+    parser.add_argument("--slow-link", action="store_true",
+                        help="for a thin SSH link: fewer redraws, no decorative motion")
     _plan_args(parser)
     parser.set_defaults(func=cmd_tui)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -147,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (install_cmd, uninstall_cmd, unlock_cmd, netpol_cmd, pods_cmd, sandbox_cmd, mesh_cmd):
         module.register(sub)
     # commands/ never imports this module: the pods UI's start is handed to it.
-    sub.choices["pods"].set_defaults(launch=lambda provider, title: start_pods_ui(provider, title=title))
+    sub.choices["pods"].set_defaults(
+        launch=lambda provider, title, slow_link=False: start_pods_ui(provider, title=title, slow_link=slow_link))
     return parser
 
 

@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _contenders import K9S_VERSION, Ambient, Contender, K9s, build_k9s, k9s_path  # noqa: E402
 from _kube import Kube, pod_manifest  # noqa: E402
 from _pty import PtyApp  # noqa: E402
 
@@ -132,7 +133,10 @@ class Load:
         return time.monotonic()
 
     def delete(self, ns: str, name: str) -> float:
-        code, out = self.kube.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}")
+        # gracePeriodSeconds=0: the pod is gone at once. With the default grace kwok has to
+        # finish each delete, and on a loaded machine it fell behind (hundreds of pods left
+        # Terminating), so the next app in a --vs-k9s run saw a bigger cluster than the last.
+        code, out = self.kube.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}?gracePeriodSeconds=0")
         if code != 404:
             self._ok(code, out, f"delete {ns}/{name}")
         return time.monotonic()
@@ -146,15 +150,18 @@ class Load:
                 n += len(out.get("items", [])) + int(out.get("metadata", {}).get("remainingItemCount") or 0)
         return n
 
-    def settle(self, timeout: float = 120) -> int:
-        """Pod count once it stops moving (in-flight creates done, kwok finished the deletes)."""
+    def settle(self, timeout: float = 120, near: int | None = None) -> int:
+        """Pod count once it stops moving (in-flight creates done, kwok finished the deletes);
+        with `near`, also once it is back within 2% of that (a loaded kwok lags on deletes, and
+        the next app must see the same cluster as the last)."""
         last, t0 = -1, time.monotonic()
         while time.monotonic() - t0 < timeout:
             n = self.total_pods()
-            if n == last:
+            if n == last and (near is None or abs(n - near) <= max(3, near // 50)):
                 return n
             last = n
             time.sleep(2)
+        say(f"pod count did not settle{f' near {near}' if near else ''} in {timeout:.0f}s: {last}")
         return last
 
     def total_pods(self) -> int:
@@ -223,24 +230,58 @@ class Load:
 
 # --- the app in a pty --------------------------------------------------------------------------
 
+class ScreenTracker:
+    """A terminal emulator (pyte) fed the app's output chunk by chunk, for apps whose screen
+    changes can only be recognised on the screen (k9s rewrites just the changed cells)."""
+
+    def __init__(self, app: PtyApp) -> None:
+        import pyte
+
+        self.app = app
+        self.screen = pyte.Screen(COLS, ROWS)
+        self.stream = pyte.ByteStream(self.screen)
+        self.fed = 0
+
+    def wait_for(self, pattern: re.Pattern, since_index: int, timeout: float) -> float | None:
+        """Arrival time of the first chunk at or after since_index after which the screen
+        matches `pattern`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.app._lock:
+                chunks, times = self.app.chunks[self.fed:], self.app.times[self.fed:]
+            for chunk, t in zip(chunks, times):
+                self.stream.feed(chunk)
+                self.fed += 1
+                if self.fed > since_index and pattern.search("\n".join(self.screen.display)):
+                    return t
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.002)
+
+
 class KeyProbe:
     """Key presses and what the terminal saw after each."""
 
-    def __init__(self, app: PtyApp) -> None:
+    def __init__(self, app: PtyApp, contender: Contender | None = None) -> None:
         self.app = app
+        self.contender = contender or Ambient()
+        self.tracker = getattr(app, "tracker", None)  # set for screen-matched contenders
         self.reverse = False
         self.sort_ms: list[float] = []
         self.sort_missed = 0
         self.cursor_first_ms: list[float] = []
         self.cursor_quiet_ms: list[float] = []
-        self.down = True
+        self.down = self.contender.cursor_down_first
 
     def press_sort(self, timeout: float = 5.0) -> None:
         self.reverse = not self.reverse
-        marker = ("sort namespace" + ("↓" if self.reverse else "↑")).encode()
+        marker = self.contender.sort_marker(self.reverse)
         idx = self.app.n_chunks()
-        t = self.app.send(REVERSE)
-        got = self.app.wait_for(marker, idx, timeout)
+        t = self.app.send(self.contender.sort_key)
+        if isinstance(marker, re.Pattern):
+            got = self.tracker.wait_for(marker, idx, timeout)
+        else:
+            got = self.app.wait_for(marker, idx, timeout)
         if got is None:
             self.sort_missed += 1
         else:
@@ -277,34 +318,81 @@ class KeyProbe:
                 "cur_quiet_p50": pct(self.cursor_quiet_ms, 50), "cur_quiet_p99": pct(self.cursor_quiet_ms, 99)}
 
 
-def start_app(cp: ControlPlane, profile: str | None, variant: str = "current") -> PtyApp:
+def start_app(cp: ControlPlane, profile: str | None, variant: str = "current",
+              contender: Contender | None = None) -> PtyApp:
+    contender = contender or Ambient()
     env = {k: v for k, v in os.environ.items() if k not in ("COLORTERM", "KUBECONFIG", "NO_COLOR")}
-    env.update(TERM="xterm-256color", KUBECONFIG=str(cp.kubeconfig), PYTHONPATH=str(ROOT),
-               HOME=str(cp.state_dir), XDG_CONFIG_HOME=str(cp.state_dir / "config"))
+    env["TERM"] = "xterm-256color"
     if profile:
         env["AMBIENT_TUI_PODS_PROFILE"] = profile
-    argv = [sys.executable, "-m", "ambient_tui.cli", "pods", "--all-namespaces"]  # `ambient-tui pods`
+    home = cp.state_dir / f"home-{contender.name}"
+    home.mkdir(parents=True, exist_ok=True)
+    argv, env = contender.argv_env(str(cp.kubeconfig), home, env)
     return PtyApp(argv, env, str(ROOT), COLS, ROWS)
 
 
 COUNT = re.compile(rb"\xc2\xb7 (\d+) pods")
 
 
-def wait_for_count(app: PtyApp, total: int, timeout: float) -> float | None:
+def wait_load(below: float = 1.0, max_wait: float = 20.0) -> str:
+    """Wait for the 1-minute load average to drop below `below` (at most max_wait s: the
+    machine is shared); returns the load seen at the end, for the record."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_wait:
+        if float(loadavg().split()[0]) < below:
+            break
+        time.sleep(3)
+    return loadavg()
+
+
+def wait_for_count(app: PtyApp, total: int, timeout: float, count: re.Pattern = COUNT) -> float | None:
     """Arrival time of the first status line showing `total` pods (within 1%: a pod or two may
     still be coming or going when the count was read)."""
     deadline = time.monotonic() + timeout
     seen = 0
+    if isinstance(count.pattern, str):  # a pattern over the screen: emulate the terminal
+        import pyte
+
+        screen = pyte.Screen(COLS, ROWS)
+        stream = pyte.ByteStream(screen)
+        while time.monotonic() < deadline:
+            with app._lock:
+                chunks, times = app.chunks[seen:], app.times[seen:]
+            for chunk, t in zip(chunks, times):
+                stream.feed(chunk)
+                for m in count.finditer("\n".join(screen.display)):
+                    if abs(int(m.group(1).replace(",", "")) - total) <= max(3, total // 20):
+                        return t
+            seen += len(chunks)
+            time.sleep(0.05)
+        say(f"screen at the timeout: {chr(10).join(screen.display[:12])}")
+        return None
     while time.monotonic() < deadline:
         with app._lock:
             chunks, times = app.chunks[seen:], app.times[seen:]
         for chunk, t in zip(chunks, times):
-            for m in COUNT.finditer(chunk):
+            for m in count.finditer(chunk):
                 if abs(int(m.group(1)) - total) <= max(1, total // 100):
                     return t
         seen += len(chunks)
         time.sleep(0.05)
     return None
+
+
+def warm_sort(app: PtyApp, contender: Contender) -> None:
+    """k9s: press its sort key once and see which arrow it drew; the probe alternates from
+    there (the first press may only choose the column)."""
+    tracker = app.tracker = ScreenTracker(app)  # type: ignore[attr-defined]
+    for _ in range(2):
+        idx = app.n_chunks()
+        app.send(contender.sort_key)
+        time.sleep(2.0)
+        tracker.wait_for(re.compile("."), app.n_chunks(), 0.5)  # feed what came
+        text = "\n".join(tracker.screen.display)
+        if contender.sort_marker(False).search(text) or contender.sort_marker(True).search(text):
+            app.sort_reverse = bool(contender.sort_marker(True).search(text))  # type: ignore[attr-defined]
+            return
+    say("warning: k9s drew no sort arrow after two presses")
 
 
 def run_case(cp: ControlPlane, tag: str, n: int, args) -> dict:
@@ -316,6 +404,16 @@ def run_case(cp: ControlPlane, tag: str, n: int, args) -> dict:
     running_s = load.wait_running(timeout=900)
     say(f"[{n}] created in {create_s:.1f}s, Running after {running_s:.1f}s more; load {loadavg()}")
     try:
+        if args.vs_k9s:  # both apps, alternately, two rounds in opposite order (one with --rounds 1)
+            rounds = args.rounds if n <= args.baseline else args.big_rounds
+            for r in range(rounds):
+                order = [Ambient(), K9s()] if r % 2 == 0 else [K9s(), Ambient()]
+                for contender in order:
+                    res = run_app(cp, load, n, "current", args, contender)
+                    res.update(create_s=create_s, running_s=running_s, round=r + 1)
+                    out.setdefault(contender.name, []).append(res)
+                    time.sleep(5)
+            return out
         for variant in args.variants:
             res = run_app(cp, load, n, variant, args)
             res.update(create_s=create_s, running_s=running_s)
@@ -327,16 +425,21 @@ def run_case(cp: ControlPlane, tag: str, n: int, args) -> dict:
     return out
 
 
-def run_app(cp: ControlPlane, load: Load, n: int, variant: str, args) -> dict:
-    res: dict = {"n": n, "variant": variant}
-    total = load.settle()
+def run_app(cp: ControlPlane, load: Load, n: int, variant: str, args,
+            contender: Contender | None = None) -> dict:
+    contender = contender or Ambient()
+    res: dict = {"n": n, "variant": variant, "app": contender.name}
+    if not hasattr(load, "first_total"):
+        load.first_total = load.settle()  # type: ignore[attr-defined]
+    total = load.settle(near=load.first_total)  # type: ignore[attr-defined]
     res["total_pods"] = total
-    n = f"{n}/{variant}"
-    profile = str(Path(args.profile) / f"pods-{res['n']}-{variant}.prof") if args.profile else None
-    app = start_app(cp, profile, variant)
+    n = f"{n}/{contender.name if args.vs_k9s else variant}"
+    res["start_load"] = wait_load() if args.vs_k9s else loadavg()
+    profile = str(Path(args.profile) / f"pods-{res['n']}-{variant}.prof") if args.profile and contender.name == "ambient-tui" else None
+    app = start_app(cp, profile, variant, contender)
     t_start = time.monotonic()
     try:
-        got = wait_for_count(app, total, timeout=300)
+        got = wait_for_count(app, total, timeout=300, count=contender.count)
         if got is None:
             raise RuntimeError(f"the pane never showed {total} pods; last output: "
                                f"{app.text_since(max(0, app.n_chunks() - 3))[-600:]!r}")
@@ -344,9 +447,11 @@ def run_app(cp: ControlPlane, load: Load, n: int, variant: str, args) -> dict:
         res["rss_after_load_mb"] = app.status_kb("VmRSS") / 1024
         say(f"[{n}] pane shows {total} pods after {res['first_full_s']:.2f}s; RSS {res['rss_after_load_mb']:.0f} MB")
         time.sleep(3.0)
+        if isinstance(contender, K9s):
+            warm_sort(app, contender)  # find which way its name sort points now
 
         # idle: nothing changes, no keys
-        la0 = loadavg()
+        la0 = wait_load() if args.vs_k9s else loadavg()
         c0, t0, w0 = app.cpu_seconds(), time.monotonic(), app.runqueue_wait()
         time.sleep(args.idle)
         c1, t1, w1 = app.cpu_seconds(), time.monotonic(), app.runqueue_wait()
@@ -357,7 +462,8 @@ def run_app(cp: ControlPlane, load: Load, n: int, variant: str, args) -> dict:
         say(f"[{n}] idle: {res['idle_bps']:.0f} B/s, CPU {res['idle_cpu']:.1f}%")
 
         # keys, idle
-        probe = KeyProbe(app)
+        probe = KeyProbe(app, contender)
+        probe.reverse = getattr(app, "sort_reverse", False)
         c0, t0, w0 = app.cpu_seconds(), time.monotonic(), app.runqueue_wait()
         probe.run(args.keys, spacing=0.3)
         c1, t1, w1 = app.cpu_seconds(), time.monotonic(), app.runqueue_wait()
@@ -367,16 +473,17 @@ def run_app(cp: ControlPlane, load: Load, n: int, variant: str, args) -> dict:
         say(f"[{n}] keys idle: {json.dumps(res['keys_idle'])}")
         if probe.reverse:  # back to ascending, so the churn starts from the same view
             probe.press_sort()
+        reverse = probe.reverse
 
         # churn, with keys during it
         stop = threading.Event()
         churn_out: dict = {}
-        la0 = loadavg()
+        la0 = wait_load() if args.vs_k9s else loadavg()
         c0, t0, w0 = app.cpu_seconds(), time.monotonic(), app.runqueue_wait()
         th = threading.Thread(target=lambda: churn_out.update(load.churn(args.rate, args.churn, stop)))
         th.start()
-        probe = KeyProbe(app)
-        probe.reverse = False
+        probe = KeyProbe(app, contender)
+        probe.reverse = reverse
         time.sleep(1.0)
         probe.run(10 ** 6, spacing=args.churn / max(1, args.keys) * 0.6, stop_at=t0 + args.churn - 1)
         th.join()
@@ -392,7 +499,7 @@ def run_app(cp: ControlPlane, load: Load, n: int, variant: str, args) -> dict:
         res["peak_rss_mb"] = app.status_kb("VmHWM") / 1024
         res["errors"] = load.errors
     finally:
-        rc = app.stop()
+        rc = app.stop(quit_keys=contender.quit_keys)
         res["exit_code"] = rc
         res["wall_s"] = time.monotonic() - t_start
     say(f"[{n}] app exit code {rc}; peak RSS {res.get('peak_rss_mb', 0):.0f} MB")
@@ -527,13 +634,29 @@ def main() -> int:
     ap.add_argument("--variants", default="current",
                     help="comma-separated pane variants: current (screens/pods.py as it is)")
     ap.add_argument("--no-write", action="store_true", help="kept for old command lines: nothing is written")
+    ap.add_argument("--vs-k9s", action="store_true",
+                    help=f"run ambient-tui and k9s {K9S_VERSION} alternately on the same pods")
+    ap.add_argument("--rounds", type=int, default=2, help="--vs-k9s rounds (opposite order each)")
+    ap.add_argument("--big-rounds", type=int, default=2, help="--vs-k9s rounds at --pods")
+    ap.add_argument("--build-k9s", action="store_true",
+                    help="build the pinned k9s from the Go module proxy into the cache, then exit "
+                         "(run it outside `unshare --net`)")
     ap.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
     ap.add_argument("--from-json", metavar="FILE", help="no run: write the report from a --json file")
     args = ap.parse_args()
+    if args.build_k9s:
+        return build_k9s()
+    if args.vs_k9s and not args.from_json and not k9s_path().exists():
+        print(f"--vs-k9s: no k9s at {k9s_path()}; build it first (outside `unshare --net`): "
+              "python bench/pods_bench.py --build-k9s", file=sys.stderr)
+        return 2
     if args.from_json:
         data = json.loads(Path(args.from_json).read_text())
         for k, v in data["meta"]["args"].items():
             setattr(args, k, v)
+        if args.vs_k9s:
+            print(report_vs(data["baseline"], data.get("load"), args, data["meta"]["started"]))
+            return 0
         return write_report(data["baseline"], data["load"], args, data["meta"]["started"])
     args.variants = [v for v in args.variants.split(",") if v]
     if not set(args.variants) <= set(VARIANTS):
@@ -554,14 +677,24 @@ def main() -> int:
         cp.start(timeout=180)
         try:
             base = run_case(cp, "base", args.baseline, args)
-            big = run_case(cp, "load", args.pods, args)
+            if args.json:  # the small scale is kept even if the big one fails
+                dump(args, started, base, None)
+            big = run_case(cp, "load", args.pods, args) if args.pods else None
         finally:
             cp.stop(quiet=True)
     if args.json:
-        meta = {"started": started, "args": {k: getattr(args, k) for k in
-                                              ("pods", "baseline", "rate", "churn", "idle", "keys", "variants")}}
-        Path(args.json).write_text(json.dumps({"baseline": base, "load": big, "meta": meta}, indent=1, default=str))
+        dump(args, started, base, big)
+    if args.vs_k9s:
+        print(report_vs(base, big, args, started))
+        return 0
     return write_report(base, big, args, started)
+
+
+def dump(args, started: str, base, big) -> None:
+    meta = {"started": started, "args": {k: getattr(args, k) for k in
+                                          ("pods", "baseline", "rate", "churn", "idle", "keys", "variants",
+                                           "vs_k9s", "rounds", "big_rounds")}}
+    Path(args.json).write_text(json.dumps({"baseline": base, "load": big, "meta": meta}, indent=1, default=str))
 
 
 def write_report(base: dict, big: dict, args, started: str) -> int:
@@ -569,6 +702,69 @@ def write_report(base: dict, big: dict, args, started: str) -> int:
     by hand, beside the notes on what they mean."""
     print("\n".join(report(base[v], big[v], args, started, v) for v in args.variants))
     return 0
+
+
+
+# --- side by side with k9s ---------------------------------------------------------------------
+
+VS_ROWS = [  # (label, getter, unit, decimals)
+    ("sort key -> changed screen, p50, idle", lambda r: sort_p(r["keys_idle"], 50), " ms", 0),
+    ("sort key -> changed screen, p99, idle", lambda r: sort_p(r["keys_idle"], 99), " ms", 0),
+    ("sort key -> changed screen, p50, churn", lambda r: sort_p(r["keys_churn"], 50), " ms", 0),
+    ("sort key -> changed screen, p99, churn", lambda r: sort_p(r["keys_churn"], 99), " ms", 0),
+    ("cursor key -> first byte, p99, churn", lambda r: r["keys_churn"]["cur_first_p99"], " ms", 0),
+    ("bytes/s to the terminal, churn", lambda r: r["churn_bps"], " B/s", 0),
+    ("bytes/s to the terminal, idle", lambda r: r["idle_bps"], " B/s", 0),
+    ("CPU, churn", lambda r: r["churn_cpu"], " %", 1),
+    ("peak RSS", lambda r: r["peak_rss_mb"], " MB", 0),
+    ("start -> all pods on screen", lambda r: r["first_full_s"], " s", 2),
+]
+
+
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if v == v]
+    if not values:
+        return float("nan")
+    if float("inf") in values:
+        return float("inf")
+    return sum(values) / len(values)
+
+
+def report_vs(base: dict, big: dict | None, args, started: str) -> str:
+    scales = [("small", base)] + ([("big", big)] if big else [])
+    head = "| measure |"
+    sep = "|---|"
+    for _, case in scales:
+        n = case["ambient-tui"][0]["total_pods"]
+        head += f" ambient-tui, {n:,} pods | k9s, {n:,} pods | ratio |"
+        sep += "---|---|---|"
+    lines = [f"## Pod pane vs k9s {K9S_VERSION}", "",
+             f"Measured {started} UTC on this machine ({os.cpu_count()} cores, shared with other "
+             f"work: load averages below), by `unshare --net sh -c 'ip link set lo up && "
+             f".venv/bin/python bench/pods_bench.py --vs-k9s'` (--pods {args.pods} --baseline "
+             f"{args.baseline} --rate {args.rate:g} --churn {args.churn:g} --idle {args.idle:g} "
+             f"--keys {args.keys} --rounds {args.rounds} --big-rounds {getattr(args, 'big_rounds', args.rounds)}). Values: mean of the rounds (each "
+             "round's value in brackets); ratio = ambient-tui / k9s.", "", head, sep]
+    for label, get, unit, nd in VS_ROWS:
+        row = f"| {label} |"
+        for _, case in scales:
+            a = [get(r) for r in case["ambient-tui"]]
+            k = [get(r) for r in case["k9s"]]
+            am, km = _mean(a), _mean(k)
+            each = lambda vs: " / ".join(fmt(v, "", nd) for v in vs)  # noqa: E731
+            rat = "n/a" if not km or km != km or am != am or float("inf") in (am, km) else f"{am / km:.2f}"
+            row += f" {fmt(am, unit, nd)} [{each(a)}] | {fmt(km, unit, nd)} [{each(k)}] | {rat} |"
+        lines.append(row)
+    lines += ["", "Load averages (1/5/15 min) at each phase start, per run (app, round):", ""]
+    for name, case in scales:
+        for app in ("ambient-tui", "k9s"):
+            for r in case[app]:
+                lines.append(f"- {r['total_pods']:,} pods, {app}, round {r['round']}: pods on screen {r['total_pods']}, load: start {r['start_load']}; "
+                             f"idle {r['idle_load']}; churn {r['churn_load']}; churn achieved "
+                             f"{r['churn'].get('rate', 0):.1f}/s; sort presses missed "
+                             f"{r['keys_idle']['sort_missed'] + r['keys_churn']['sort_missed']}; "
+                             f"run-queue wait in churn {fmt(r.get('churn_wait', float('nan')), ' %', 1)}")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ from textual.screen import Screen
 
 from ambient_tui.engine.plan import Plan
 from screens.keymap import KeymapError, keymap_path as default_keymap_path, load_keymap
+from screens import link, partial_updates
 from screens.main import COMMANDS, MUTATING, MainScreen
+
+partial_updates.install()  # partial frames send the changed cells only, not whole rows
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -51,9 +54,11 @@ class AmbientApp(App):
                  preflight_checks: list | None = None, pods_provider: Any = None,
                  workloads_provider: Any = None, helm_provider: Any = None,
                  target: Any = None, read_only: bool = False,
-                 now: Callable[[], float] = time.time,
+                 now: Callable[[], float] = time.time, slow_link: bool = False,
                  lock_client: Callable[[], Any] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.link = link.profile(slow_link)  # --slow-link: screens/link.py
+        self.animation_level = self.link.animation_level
         self.plan = plan
         # The pinned cluster (cluster/target.py): every watch, step and check reads its file.
         self.target = target
@@ -257,14 +262,16 @@ class PodsApp(App):
     CSS_PATH = str(ASSETS / "app.tcss")
     TITLE = "ambient-tui pods"
 
-    def __init__(self, provider: Any, **kwargs) -> None:
+    def __init__(self, provider: Any, slow_link: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.provider = provider
+        self.link = link.profile(slow_link)
+        self.animation_level = self.link.animation_level
 
     def get_default_screen(self) -> Screen:
         from screens.pods import PodsScreen
 
-        return PodsScreen(self.provider)
+        return PodsScreen(self.provider, slow_link=self.link.slow)
 
     async def action_pop_screen(self) -> None:
         # PodsScreen's `q` pops it; with nothing under it, that means quit.
@@ -274,10 +281,11 @@ class PodsApp(App):
             self.pop_screen()
 
 
-def run_pods_app(provider: Any, *, title: str = "ambient-tui pods", mouse: bool = True) -> Any:
+def run_pods_app(provider: Any, *, title: str = "ambient-tui pods", mouse: bool = True,
+                 slow_link: bool = False) -> Any:
     from screens.gc_pauses import freeze_long_lived
 
-    app = PodsApp(provider)
+    app = PodsApp(provider, slow_link=slow_link)
     app.title = title
     freeze_long_lived()  # everything imported so far lives as long as the app
     return app.run(mouse=mouse)

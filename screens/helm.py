@@ -31,9 +31,10 @@ from ambient_tui.watch.helm_releases import (DEPLOYED, FAILED, INSTALL_NAMESPACE
                                              fix_for, rollback_argv)
 from ambient_tui.watch.pods import RECONNECTING
 from ambient_tui.watch.rows import format_age
+from screens import link
 
 REFRESH = 0.25
-AGE_REFRESH = 5.0  # the UPDATED column; a few rows, but no need to repaint each second
+AGE_REFRESH = 10.0  # the UPDATED column: each tick re-sends the whole (small) table, as the pods pane ages
 COLUMNS = ("name", "namespace", "revision", "status", "chart", "app_version", "updated")
 HEADERS = {"name": "NAME", "namespace": "NAMESPACE", "revision": "REV", "status": "STATUS",
            "chart": "CHART", "app_version": "APP", "updated": "UPDATED"}
@@ -125,6 +126,8 @@ class HelmPane(Widget):
         yield Static("", id="helm-hint")
 
     def on_mount(self) -> None:
+        if link.of(self).slow:  # --slow-link: fewer merges and age ticks (screens/link.py)
+            self.interval, self.age_interval = link.SLOW.merge_pace, link.SLOW.age_refresh
         table = self.query_one(DataTable)
         for col in COLUMNS:
             table.add_column(HEADERS[col], key=col)
@@ -218,7 +221,15 @@ class HelmPane(Widget):
         for _, msg in sorted(snap.messages.items()):
             line.append(" · ")
             line.append(msg[:160], style="red")
-        self.query_one("#helm-status", Static).update(line)
+        self._set_line("#helm-status", line)
+
+    def _set_line(self, selector: str, line) -> None:
+        """Update a one-line Static only when its text changed, without a layout pass: each
+        update re-sends the whole line (a merge or age tick re-sent two lines otherwise)."""
+        widget = self.query_one(selector, Static)
+        if getattr(widget, "_last_line", None) != line:
+            widget._last_line = line
+            widget.update(line, layout=False)
 
     @on(DataTable.RowHighlighted, "#helm-table")
     def _row_moved(self, event: DataTable.RowHighlighted) -> None:

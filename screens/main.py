@@ -28,14 +28,13 @@ from textual.worker import Worker, WorkerState
 from ambient_tui.checks.model import FAIL
 from ambient_tui.engine.events import Event, EventKind
 from ambient_tui.engine.plan import Phase, Plan, StepState
+from screens import link
 from screens.help import HelpScreen
 from screens.panes import Panes, stop_watchers
 from screens.preflight import FIX_PHASE_ID, PreflightPane
 from screens.progress import PlanProgress, format_elapsed, plan_counts, readiness_text
 from screens.widgets import (MAX_OUTPUT_LINES, BufferedOutput, OutputBuffers, OutputPane, StepChecklist,
                              step_end_note)
-
-FLUSH_INTERVAL = 1 / 20
 
 
 def workloads_for_step(step) -> tuple[str, ...]:
@@ -139,7 +138,8 @@ class MainScreen(BufferedOutput, Screen):
 
     def on_mount(self) -> None:
         self.runner.subscribe(self._on_runner_event)
-        self.set_interval(FLUSH_INTERVAL, self._flush)
+        # 10 Hz (each redraw of a streaming output pane repaints all of it), 2 Hz with --slow-link
+        self.set_interval(link.of(self).output_flush, self._flush)
         self.query_one(StepChecklist).focus()
         self._show_step(self.query_one(StepChecklist).selected_step_id)
         self._draw_tabs()
@@ -283,7 +283,7 @@ class MainScreen(BufferedOutput, Screen):
 
     def _elapsed(self, step_id: str) -> str:
         started = self._started_at.get(step_id)
-        return "" if started is None else format_elapsed(self._now() - started)
+        return "" if started is None else format_elapsed(self._now() - started, link.of(self).elapsed_step)
 
     def _progress_text(self, step) -> str:
         """A running step's second line: its workloads' counts (if it waits for any), elapsed."""

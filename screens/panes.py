@@ -44,6 +44,10 @@ class GatedProvider:
     def snapshot(self):
         return self.provider.snapshot()
 
+    @property
+    def clock(self):  # the watcher's ServerClock, for the pane's ages
+        return getattr(self.provider, "clock", None)
+
 
 def stop_watchers(watchers) -> None:
     """Stop the watch threads a widget started; at exit this is best effort."""
@@ -180,6 +184,7 @@ class Panes(Vertical):
             return
         box.query("#pods-placeholder").remove()
         box.mount(PodsPane(self._pods_gate, now=self._app("now", time.time),
+                           slow_link=getattr(self._app("link"), "slow", False),
                            kubeconfig=self._app("kubeconfig"), context=self._app("kube_context"),
                            id="pods"))
         self.call_after_refresh(self._focus_if_shown, "pods")

@@ -31,14 +31,16 @@ from ambient_tui.watch.pod_detail import DetailSource, KubeDetailSource
 from ambient_tui.watch.pods import RECONNECTING, Snapshot
 from ambient_tui.watch.rows import COLUMNS, PodRow, format_age, row_matches
 from screens.gc_pauses import BIG_LIST, freeze_long_lived
+from screens.link import profile as link_profile
 from screens.pod_detail import PodDetailScreen
 from screens.pod_grid import AGE, PodGrid
 
 REFRESH = 0.25  # seconds between version checks
-# Ages are repainted every 10 s, not every second: ages under 10 minutes change every second,
-# and each repainted line costs ~130 bytes, a steady stream over a slow SSH link (at 5 s a
-# full screen of young pods measured ~1 KB/s idle; the goal is under 1 KB/s).
-AGE_REFRESH = 10.0
+# Frame pacing (screens/link.py): the first change after a quiet spell is drawn at the next
+# check, but merges follow each other at most every `merge_pace` seconds (2 s, k9s's refresh;
+# 4 s with --slow-link), so a churn burst costs one frame per pace, not one per check; keys
+# are drawn at once, never waiting for it. Ages are repainted every `age_refresh` seconds (10 s; 30 s),
+# in place: only AGE cells whose text changed.
 
 HEADERS = {"namespace": "NAMESPACE", "name": "NAME", "ready": "READY", "status": "STATUS",
            "restarts": "RST", "age": "AGE", "node": "NODE", "ambient": "MESH"}
@@ -111,8 +113,9 @@ class PodsPane(Widget):
         Binding("p", "detail('logs', True)", "Prev logs", show=False, id="pods.logs_previous"),
     ]
 
-    def __init__(self, provider: SnapshotProvider, *, now: Callable[[], float] = time.time,
-                 interval: float = REFRESH, age_interval: float = AGE_REFRESH,
+    def __init__(self, provider: SnapshotProvider, *, now: Callable[[], float] | None = None,
+                 interval: float = REFRESH, age_interval: float | None = None,
+                 pace: float | None = None, slow_link: bool = False,
                  detail_source: DetailSource | Callable[[], DetailSource] | None = None,
                  kubeconfig: str | None = None, context: str | None = None,
                  name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
@@ -124,8 +127,18 @@ class PodsPane(Widget):
         self._detail_built: DetailSource | None = None
         self.kubeconfig = kubeconfig if kubeconfig is not None else getattr(provider, "_kubeconfig", None)
         self.context = context if context is not None else getattr(provider, "_context", None)
-        self.now = now
-        self.interval, self.age_interval = interval, age_interval
+        # The server's clock when the provider learns it (PodWatcher.clock) and no test clock
+        # is given: ages are server timestamps, so "now" must be the server's, fresh each use.
+        clock = getattr(provider, "clock", None)
+        if (now is None or now is time.time) and clock is not None:
+            now = clock.now
+        self.now = now or time.time
+        link = link_profile(slow_link)
+        self.slow_link = slow_link
+        self.interval = interval
+        self.age_interval = age_interval or link.age_refresh
+        self.pace = pace if pace is not None else link.merge_pace
+        self._last_merge = float("-inf")  # monotonic time of the last merge (pacing)
         self.filter_text = ""
         self.sort_column = "namespace"
         self.sort_reverse = False
@@ -133,10 +146,12 @@ class PodsPane(Widget):
         self._snap: Snapshot | None = None
         self._shown: dict[tuple[str, str], PodRow] = {}   # rows in the table
         self._cells: dict[tuple[str, str], tuple[str, ...]] = {}  # their cell text (age: at merge)
+        self._ages: dict[tuple[str, str], str] = {}  # AGE text as drawn (fresh when absent)
+        self._lines: dict[tuple[str, str], tuple] = {}  # line_cells per row (cache)
+        self._status_line: Text | None = None  # last status text drawn
         self._order: list[tuple] = []  # ascending (sort value, key): the display order
         self._sortkey: dict[tuple[str, str], tuple] = {}  # key -> its entry in _order
         self._cursor_key: tuple[str, str] | None = None  # the cursor follows this pod
-        self._age_now = 0.0  # the clock the ages on screen were drawn with
         self.refreshes = 0  # merges done (tests, benchmarks)
 
     def compose(self) -> ComposeResult:
@@ -149,7 +164,6 @@ class PodsPane(Widget):
         return self.query_one(PodGrid)
 
     def on_mount(self) -> None:
-        self._age_now = self.now()
         self.refresh_now()
         if self.screen.focused is None:
             self.grid.focus()
@@ -158,12 +172,13 @@ class PodsPane(Widget):
 
     # -- merging --
     def _tick(self) -> None:
-        if self.provider.version != self._seen:
+        if self.provider.version != self._seen and time.monotonic() - self._last_merge >= self.pace:
             self.refresh_now()
 
     def refresh_now(self, force: bool = False) -> None:
         """Take a snapshot and merge it into the table (also after a filter/sort change)."""
         snap = self.provider.snapshot()
+        self._last_merge = time.monotonic()
         self._seen = snap.version
         self._snap = snap
         self._merge(snap, force)
@@ -179,22 +194,39 @@ class PodsPane(Widget):
         i = COLUMNS.index("ambient")
         return cells[:i] + (AMBIENT_SHORT.get(cells[i], cells[i]),) + cells[i + 1:]
 
-    def _styled(self, column: str, value: str) -> Text:
-        if column == "status":
-            return Text(value, style=status_style(value))
-        if column == "ready":
-            return Text(value, style=ready_style(value))
-        if column == "ambient":
-            return Text(value, style=AMBIENT_STYLE.get(value, ""))
-        if column == "restarts" and value != "0":
-            return Text(value, style="yellow")
-        return Text(value)
-
     def _cell_texts(self, key: tuple[str, str]) -> list[Text]:
-        """Styled cells, built only for the lines being drawn (strings are kept per row)."""
-        cells = list(self._cells[key])
-        cells[AGE] = format_age(self._shown[key].created, self._age_now)
-        return [self._styled(c, v) for c, v in zip(COLUMNS, cells)]
+        """Styled cells as rich Text (tests; the grid draws from line_cells)."""
+        return [Text(t, style=st) for t, st in self.line_cells(key)]
+
+    def _age(self, key: tuple[str, str]) -> str:
+        """AGE as drawn: set when the row changed, renewed by the age tick for the rows on
+        screen, computed fresh (server clock) for a row coming into view."""
+        age = self._ages.get(key)
+        if age is None:
+            age = self._ages[key] = format_age(self._shown[key].created, self.now())
+        return age
+
+    def line_cells(self, key: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+        """(text, rich style name) per column, for the grid's lines (never markup-parsed);
+        kept per row until its cells or its age change (a repaint asks for every line)."""
+        line = self._lines.get(key)
+        if line is None:
+            cells = list(self._cells[key])
+            cells[AGE] = self._age(key)
+            line = self._lines[key] = tuple((v, self._style_name(c, v)) for c, v in zip(COLUMNS, cells))
+        return line
+
+    @staticmethod
+    def _style_name(column: str, value: str) -> str:
+        if column == "status":
+            return status_style(value)
+        if column == "ready":
+            return ready_style(value)
+        if column == "ambient":
+            return AMBIENT_STYLE.get(value, "")
+        if column == "restarts" and value != "0":
+            return "yellow"
+        return ""
 
     def _entry(self, key: tuple[str, str], row: PodRow) -> tuple:
         return (_sort_value(row, self.sort_column), key)
@@ -203,28 +235,25 @@ class PodsPane(Widget):
         grid = self.grid
         want = self._visible(snap)
         now = self.now()
-        before = [grid.key_at(i) for i in grid.visible_indexes()]
-        cursor, cursor_seen = grid.cursor, grid.cursor in grid.visible_indexes()
-        changed: set[tuple[str, str]] = set()
-        grew = False
+        cursor_seen = grid.cursor in grid.visible_indexes()
         if force or (not self._order and want):
-            self._shown, self._cells = dict(want), {}
+            self._shown, self._cells, self._ages, self._lines = dict(want), {}, {}, {}
             for key, row in want.items():
-                grew |= self._put_cells(key, row, now)
+                self._put_cells(key, row, now)
             self._resort()
-            grew = True  # full repaint
             if len(want) >= BIG_LIST:
                 freeze_long_lived()  # a full list's rows are long-lived: keep them out of GC scans
         else:
             for key in [k for k in self._shown if k not in want]:
                 del self._order[bisect_left(self._order, self._sortkey.pop(key))]
                 del self._shown[key], self._cells[key]
-                changed.add(key)
+                self._ages.pop(key, None)
+                self._lines.pop(key, None)
             for key, row in want.items():
                 old = self._shown.get(key)
                 if old is row:
                     continue
-                grew |= self._put_cells(key, row, now)
+                self._put_cells(key, row, now)
                 entry = self._entry(key, row)
                 if old is None:
                     insort(self._order, entry)
@@ -233,19 +262,16 @@ class PodsPane(Widget):
                     insort(self._order, entry)
                 self._sortkey[key] = entry
                 self._shown[key] = row
-                changed.add(key)
         grid.update_size()
-        moved = self._follow_cursor(scroll=cursor_seen) or grid.cursor != cursor
-        after = [grid.key_at(i) for i in grid.visible_indexes()]
-        if grew or moved or before != after:
-            grid.refresh()
-        else:  # the same pods on screen: repaint only the lines that changed
-            grid.refresh_lines(i for i, k in zip(grid.visible_indexes(), after) if k in changed)
+        self._follow_cursor(scroll=cursor_seen)
+        grid.repaint()  # only the cells that differ from the screen
         self.refreshes += 1
 
     def _put_cells(self, key: tuple[str, str], row: PodRow, now: float) -> bool:
         cells = self._row_cells(row, now)
         self._cells[key] = cells
+        self._ages[key] = cells[AGE]  # a changed row shows its age as of now
+        self._lines.pop(key, None)
         return self.grid.grow_widths(cells)
 
     def index_of(self, key: tuple[str, str]) -> int | None:
@@ -275,16 +301,22 @@ class PodsPane(Widget):
         self._sortkey = {e[1]: e for e in self._order}
 
     def _tick_ages(self) -> None:
-        """Repaint the age cells on screen whose text changed since they were drawn."""
+        """Renew the ages of the rows on screen (the others are computed fresh when they come
+        into view); the grid repaints only the AGE cells whose text changed."""
         grid = self.grid
-        old, new = self._age_now, self.now()
-        self._age_now = new
-        changed = []
+        now = self.now()
+        ages = {}
         for i in grid.visible_indexes():
-            row = self._shown.get(grid.key_at(i))
-            if row is not None and format_age(row.created, old) != format_age(row.created, new):
-                changed.append(i)
-        grid.refresh_ages(changed)
+            key = grid.key_at(i)
+            row = self._shown.get(key)
+            if row is not None:
+                ages[key] = format_age(row.created, now)
+                if self._ages.get(key) != ages[key]:
+                    self._lines.pop(key, None)
+        for key in self._ages.keys() - ages.keys():  # off screen: fresh when next drawn
+            self._lines.pop(key, None)
+        self._ages = ages
+        grid.repaint()
 
     def _status(self, snap: Snapshot) -> None:
         status = self.query_one("#pods-status", Static)
@@ -308,12 +340,15 @@ class PodsPane(Widget):
         for where, msg in sorted(snap.messages.items()):
             line.append(" · ")
             line.append(msg[:100], style="red")
-        status.update(line)
+        if line != self._status_line:  # unchanged text: nothing to send
+            self._status_line = line
+            status.update(line, layout=False)  # one fixed line: no layout pass
         status.set_class(snap.state == RECONNECTING, "reconnecting")
 
     # -- filter and sort --
     def action_filter(self) -> None:
         box = self.query_one("#pods-filter", Input)
+        box.cursor_blink = not self.slow_link  # a blinking cursor is a frame every 0.5 s
         box.add_class("shown")
         box.value = self.filter_text
         box.focus()
@@ -352,7 +387,7 @@ class PodsPane(Widget):
                 self._resort()
             self.grid.update_size()
             self._follow_cursor()
-            self.grid.refresh()
+            self.grid.repaint()  # at once: a key never waits for the merge pace
             self._status(self._snap)
 
     def action_cycle_sort(self) -> None:
@@ -396,10 +431,11 @@ class PodsScreen(Screen):
 
     BINDINGS = [Binding("q", "app.pop_screen", "Back", id="pods.back")]
 
-    def __init__(self, provider: SnapshotProvider, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, provider: SnapshotProvider, *, now: Callable[[], float] | None = None,
+                 slow_link: bool = False) -> None:
         super().__init__()
-        self.provider, self.now = provider, now
+        self.provider, self.now, self.slow_link = provider, now, slow_link
 
     def compose(self) -> ComposeResult:
-        yield PodsPane(self.provider, now=self.now, id="pods")
+        yield PodsPane(self.provider, now=self.now, slow_link=self.slow_link, id="pods")
         yield Footer()

@@ -19,10 +19,12 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from ambient_tui.checks.model import FAIL, PASS, SKIP, WARN, Check
+from screens import link
 from screens.widgets import CursorOptionList
 
 RUNNING = "running"
 # glyph, label style; named ANSI colours, and each status has its own glyph.
+RESULT_BATCH = 0.1  # seconds: preflight results arriving together are drawn in one frame
 LOOK = {PASS: ("✔", "green"), WARN: ("!", "bold yellow"), FAIL: ("✘", "bold red"),
         SKIP: ("»", "dim"), RUNNING: ("…", "yellow")}
 FIX_PHASE_ID = "preflight-fixes"  # plans.install_session.FIX_PHASE_ID (not imported at start-up)
@@ -84,6 +86,8 @@ class PreflightPane(Widget):
         self.titles: dict[str, str] = {}
         self.results: dict[str, Check] = {}
         self.message = "preflight has not run"
+        self._rebuild_timer = None
+        self._summary_text: Text | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(self._summary(), id="preflight-summary")
@@ -103,7 +107,13 @@ class PreflightPane(Widget):
         if check.id not in self.order:
             self.order.append(check.id)
         self.results[check.id] = check
-        self._rebuild()
+        # Results come in bursts (11 checks in ~0.3 s); each rebuild redraws the whole list,
+        # so a burst is drawn once, RESULT_BATCH s after its first result (--slow-link: 0.5 s).
+        if self._rebuild_timer is None and self.is_mounted:
+            delay = link.SLOW.output_flush if link.of(self).slow else RESULT_BATCH
+            self._rebuild_timer = self.set_timer(delay, self._rebuild)
+        elif not self.is_mounted:
+            self._rebuild()
 
     def set_message(self, message: str, *, clear: bool = False) -> None:
         """A line instead of results (no cluster given, or the checks could not start)."""
@@ -153,9 +163,15 @@ class PreflightPane(Widget):
 
     def _refresh_summary(self) -> None:
         if self.is_mounted:
-            self.query_one("#preflight-summary", Static).update(self._summary())
+            text = self._summary()
+            if text != self._summary_text:  # unchanged: nothing to send
+                self._summary_text = text
+                self.query_one("#preflight-summary", Static).update(text, layout=False)
 
     def _rebuild(self) -> None:
+        if self._rebuild_timer is not None:
+            self._rebuild_timer.stop()
+            self._rebuild_timer = None
         found = self.query(OptionList)
         if not self.is_mounted or not found or not found.first().is_mounted:
             return  # on_mount draws what was fed before

@@ -13,8 +13,11 @@ if TYPE_CHECKING:  # the watcher module loads only when a step waits for a workl
     from ambient_tui.watch.workloads import WorkloadCounts
 
 
-def format_elapsed(seconds: float) -> str:
+def format_elapsed(seconds: float, step: int = 1) -> str:
+    """`0:42`, `1:02:03`; with `step` (--slow-link: 10) the counter moves in steps of that many
+    seconds, so a running step's row is redrawn every 10 s, not every second."""
     seconds = max(0, int(seconds))
+    seconds -= seconds % max(1, step)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -116,10 +116,12 @@ class OutputPane(Log):
 
     def _update_maximum_width(self, updates: int, size: int) -> None:
         # Log measures new lines' width in a thread; when the width changes, Textual 8.2.8
-        # can leave rows painted while the log was empty. Repaint the whole pane (at most
-        # once per flush tick, since output is written in batches).
+        # can leave rows painted while the log was empty. Repaint the whole pane then, and
+        # only then: an unconditional repaint here was a second full frame per flush tick.
+        before = self.virtual_size
         super()._update_maximum_width(updates, size)
-        self.refresh()
+        if self.virtual_size != before:
+            self.refresh()
 
 
 class OutputBuffers:

@@ -46,6 +46,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     scope.add_argument("-n", "--namespace", action="append", default=[], metavar="NS",
                        help="watch this namespace (repeat, or comma-separate, for more)")
     access_args(p)
+    # also accepted before the command (ambient-tui --slow-link pods): same flag, same dest
+    p.add_argument("--slow-link", action="store_true", default=argparse.SUPPRESS,
+                   help="for a thin SSH link: fewer redraws, no decorative motion")
     p.set_defaults(func=run)
     return p
 
@@ -132,7 +135,7 @@ def scope_for(opts: PodsOptions, mesh: Callable[..., set[str]] | None = None) ->
     return tuple(sorted(mesh(kubeconfig=opts.kubeconfig, context=opts.context)))
 
 
-def _default_launch(provider: Any, title: str) -> int:
+def _default_launch(provider: Any, title: str, slow_link: bool = False) -> int:
     raise RuntimeError("the pods UI is started by cli.py (its parser sets `launch`); nothing launched it")
 
 
@@ -194,7 +197,10 @@ def run(args: argparse.Namespace, err: TextIO | None = None,
     title = f"pods · context: {opts.context}"
     if terminal is None:
         terminal = launch is not None or has_terminal()
-    launch = launch or getattr(args, "launch", None) or _default_launch
+    if launch is None:
+        slow_link = bool(getattr(args, "slow_link", False))
+        chosen = getattr(args, "launch", None) or _default_launch
+        launch = lambda provider, title: chosen(provider, title, slow_link)  # noqa: E731
     profile_to = os.environ.get(PROFILE_ENV)
     watcher.start()
     try:

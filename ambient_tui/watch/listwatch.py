@@ -66,6 +66,7 @@ class RawSource:
     """List/watch on the kubernetes client as raw JSON; subclasses implement `_request`."""
 
     page_size: int | None = None  # items per list request; None: one response
+    clock = None  # a ServerClock (set by the watcher): learns the skew from Date headers
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None,
                  api_client=None, connect_timeout: float = 5.0) -> None:
@@ -100,6 +101,7 @@ class RawSource:
         if token:
             kw["_continue"] = token
         resp = self._call(kind, namespace, 60, **kw)
+        self._saw_date(resp)
         try:
             return json.loads(resp.data)
         except Exception as e:
@@ -132,6 +134,7 @@ class RawSource:
         resp = self._call(kind, namespace, timeout + 15, watch=True,
                           resource_version=resource_version, timeout_seconds=timeout,
                           allow_watch_bookmarks=True)
+        self._saw_date(resp)
         with self._lock:
             self._open.add(resp)
         try:
@@ -148,6 +151,13 @@ class RawSource:
             try:
                 resp.release_conn()
             except Exception:
+                pass
+
+    def _saw_date(self, resp) -> None:
+        if self.clock is not None:
+            try:
+                self.clock.saw_date((getattr(resp, "headers", None) or {}).get("Date"))
+            except Exception:  # a clock hint, never a reason to fail a list
                 pass
 
     def namespace_exists(self, namespace: str) -> bool | None:
@@ -218,6 +228,9 @@ class ListWatcher:
         self._threads: list[threading.Thread] = []
         self.source = None
         self.relists = 0  # how many times a scope was (re)listed: tests and the status line
+        from .server_clock import ServerClock
+
+        self.clock = ServerClock()  # the server's "now", for ages
 
     # -- what subclasses provide --
     def _default_source(self):
@@ -300,6 +313,8 @@ class ListWatcher:
                     self.source = arg()
                 else:
                     self.source = arg
+                if isinstance(self.source, RawSource):
+                    self.source.clock = self.clock
             except Exception as e:
                 self._set_error(f"cannot build a client: {type(e).__name__}: {e}", "*", RECONNECTING)
                 self._stop.wait(delay)

@@ -161,6 +161,8 @@ class PodWatcher(ListWatcher):
                         return
                 else:
                     row = pod_row(obj, self._ns_labels.get(key[0]))
+                    if typ == "ADDED":  # just created: the server's clock has reached its timestamp
+                        self.clock.saw_created(row.created)
                     if self._rows.get(key) == row:
                         return
                     self._rows[key] = row

@@ -23,10 +23,10 @@ def parse_time(ts: str | None) -> float | None:
 
 
 def human_duration(seconds: float) -> str:
-    """k8s.io/apimachinery duration.HumanDuration, which kubectl uses for AGE."""
+    """k8s.io/apimachinery duration.HumanDuration, which kubectl uses for AGE, except that a
+    negative duration is "0s", never kubectl's `<invalid>`: it only means the server's clock
+    is ahead of ours (see server_clock.py), and the word is wider than the AGE column."""
     s = int(seconds)
-    if s < -1:
-        return "<invalid>"
     if s < 0:
         return "0s"
     if s < 120:

@@ -76,7 +76,7 @@ class PaneApp(App):
         self.provider, self.kw = provider, kw
 
     def compose(self) -> ComposeResult:
-        yield PodsPane(self.provider, now=lambda: NOW, interval=0.05, **self.kw)
+        yield PodsPane(self.provider, now=lambda: NOW, interval=0.05, pace=0, **self.kw)
 
 
 def names(pane):
@@ -294,6 +294,7 @@ class RowsApp(App):
         self.provider, self.clock, self.kw = provider, clock, kw
 
     def compose(self) -> ComposeResult:
+        self.kw.setdefault("pace", 0)  # merge at every check (pacing: its own test)
         yield PodsPane(self.provider, now=lambda: self.clock[0], interval=0.05, **self.kw)
 
 
