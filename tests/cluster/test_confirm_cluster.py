@@ -1,5 +1,9 @@
 """Typed confirmation against the real API server when the kubeconfig names nothing (issue 15):
-a context and cluster named "" must never let an empty answer delete anything."""
+a context and cluster named "" or " " must never let an empty answer delete anything.
+
+A current-context of "" is no current context (as kubectl reads it), so the pinned target
+(cluster/target.py) refuses it before anything; a context and cluster named " " resolve, and
+the phrase to type is then the API server host."""
 
 from __future__ import annotations
 
@@ -15,19 +19,23 @@ from test_uninstall import helm_install, releases, uninstall  # same folder
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
 
-@pytest.fixture
-def nameless_kubeconfig(kubeconfig, tmp_path):
+def named(kubeconfig, path, name: str):
     kc = yaml.safe_load(open(kubeconfig))
-    kc["current-context"] = ""
-    kc["contexts"] = kc["contexts"][:1]  # the admin one; two contexts named "" are not a kubeconfig
+    kc["current-context"] = name
+    kc["contexts"] = kc["contexts"][:1]  # the admin one; two contexts of one name are not a kubeconfig
     for c in kc["contexts"]:
-        c["name"] = ""
-        c["context"]["cluster"] = ""
+        c["name"] = name
+        c["context"]["cluster"] = name
     for c in kc["clusters"]:
-        c["name"] = ""
-    path = tmp_path / "nameless.kubeconfig"
+        c["name"] = name
     path.write_text(yaml.safe_dump(kc))
     return path
+
+
+@pytest.fixture
+def nameless_kubeconfig(kubeconfig, tmp_path):
+    """Context and cluster named " ": blank, so no usable name."""
+    return named(kubeconfig, tmp_path / "nameless.kubeconfig", " ")
 
 
 @pytest.fixture
@@ -46,11 +54,24 @@ def clean_slate(admin_env, tools):
     clean_cluster(admin_env)
 
 
+def _uninstall_devnull(env):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.run([sys.executable, "-m", "ambient_tui.cli", "uninstall"], env={
+        **env, "PYTHONPATH": root}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+
+
+def test_empty_current_context_is_refused_before_anything(env, tools, admin_env, kubeconfig, tmp_path):
+    helm_install(admin_env, tools, "istio-base", "base")
+    empty = named(kubeconfig, tmp_path / "empty.kubeconfig", "")
+    proc = _uninstall_devnull({**env, "KUBECONFIG": str(empty)})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "has no current-context; pass --context" in proc.stderr and "nothing changed" in proc.stderr
+    assert releases(admin_env, tools) == ["istio-base"]
+
+
 def test_nameless_cluster_stdin_devnull_deletes_nothing(env, tools, admin_env):
     helm_install(admin_env, tools, "istio-base", "base")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run([sys.executable, "-m", "ambient_tui.cli", "uninstall"], env={
-        **env, "PYTHONPATH": root}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    proc = _uninstall_devnull(env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "aborted, nothing changed: typed '', expected '127.0.0.1' exactly" in proc.stderr
     assert "Type the API server host (the cluster has no name) (127.0.0.1)" in proc.stdout
