@@ -417,14 +417,14 @@ class MainScreen(BufferedOutput, Screen):
             return
         journal = getattr(self.runner, "journal", None)
         previous = await asyncio.to_thread(Journal.read, journal.path) if journal is not None else JournalRead()
-        session = getattr(self.app, "install_session", None)
-        if session is None or not results:  # a plan given as it is (tests, a runbook)
-            return
         if not self._damage_said:
             self._damage_said = True
             damage = previous.damage_report()
             if damage:  # said once; the damaged lines are skipped, the rest of the journal counts
                 self.notify("\n".join(damage), title="Journal", severity="warning", markup=False, timeout=20)
+        session = getattr(self.app, "install_session", None)
+        if session is None or not results:  # a plan given as it is (tests, a runbook)
+            return
         previous.records = resume.since_uninstall(previous.records)
         if session.kube_context is None:  # pin the context preflight checked, as `install` does
             from ambient_tui.plans.install_session import kube_context_of

@@ -171,18 +171,28 @@ def cmd_install(args) -> int:
         code = force_unlock_interactive(args.kubeconfig, args.context)
         if code:
             return code
+    # The state directory holds the journal and the pinned target's kubeconfig, which the
+    # preflight writes first: one that cannot be written (a file where it should be, a full
+    # disk) stops the run here, as one line, before the preflight or any change.
+    from ambient_tui.engine.journal import check_state_dir
+    try:
+        check_state_dir()
+    except JournalError as e:
+        print(f"ambient-tui: nothing was changed: {e}", file=sys.stderr)
+        return 2
     ctx, results = run_preflight(args, settings)
     kube_context = kube_context_of(results)
     cluster = kube_context or args.context or "default"
 
-    # Another run holds the cluster lock: refuse before anything else (it also rechecks at the run).
+    # Another run holds the cluster lock: refuse first, naming it (its helm processes are not
+    # "an earlier run"). A lock that cannot be read is not refused here: preflight says why
+    # (rbac), and the run's own lock acquisition stops before any change.
     if kube_context and not args.dry_run:
         from ambient_tui.cluster import lease
         try:
             holder = lease.current_holder(ctx.client())
-        except Exception as e:  # noqa: BLE001 - LockError, ClusterAccessError
-            print(f"ambient-tui: {e}", file=sys.stderr)
-            return 1
+        except Exception:  # noqa: BLE001 - LockError, ClusterAccessError
+            holder = None
         if holder is not None and not holder.expired() and not holder.gone():
             print(f"ambient-tui: {lease.LockHeld(holder)}", file=sys.stderr)
             return 1

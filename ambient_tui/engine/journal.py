@@ -238,7 +238,19 @@ def _parse_into(out: JournalRead, data: bytes) -> None:
 
 # -- writing ------------------------------------------------------------------------------------
 
-def _write_error(path: Path, e: OSError) -> JournalError:
+def _write_error(path: Path, e: OSError, folder: Path | None = None) -> JournalError:
+    """`folder`: the error came from probing the state directory (check_state_dir), which
+    holds the journal folder `path` and the pinned kubeconfigs."""
+    if folder is not None:
+        if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
+            what = f"the disk holding the journal {path} is full (state directory {folder})"
+        elif isinstance(e, NotADirectoryError) or e.errno == errno.ENOTDIR or isinstance(e, FileExistsError):
+            what = f"a parent of the state directory {folder} (journal {path}) is a file, not a directory"
+        elif isinstance(e, PermissionError) or e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            what = f"the state directory {folder} (journal {path}) is not writable ({e.strerror})"
+        else:
+            what = f"cannot write in the state directory {folder} (journal {path}): {e.strerror or e}"
+        return JournalError(f"{what}; {_NEXT}")
     if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
         what = f"the disk holding the journal {path} is full"
     elif isinstance(e, IsADirectoryError) or (e.errno == errno.EISDIR):
@@ -250,6 +262,33 @@ def _write_error(path: Path, e: OSError) -> JournalError:
     else:
         what = f"cannot write the journal at {path}: {e.strerror or e}"
     return JournalError(f"{what}; {_NEXT}")
+
+
+def check_state_dir(headroom: int = HEADROOM) -> None:
+    """Raise JournalError unless the state directory (the journal's, and the pinned target's
+    kubeconfig's) can be made and has room. Call it before the preflight: the pinned target
+    is written there first, and a failure there must read as this one line, not as a
+    cluster-access failure."""
+    folder = state_dir()
+    probe = folder / f".space-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        pfd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            data = b"\0" * headroom
+            n = os.write(pfd, data)
+            if n != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(pfd)
+        finally:
+            os.close(pfd)
+    except OSError as e:
+        raise _write_error(journal_path("").parent, e, folder) from None
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
 
 
 class Journal:

@@ -53,6 +53,9 @@ class ClusterFacts:
     values_notes: dict[str, str] = field(default_factory=dict)
     # Writes the in-cluster record after the CRDs (plans/install_record.py); None: no cluster.
     record_step: Step | None = None
+    # release -> the hub keys (global.hub, hub) its current values set to another registry than
+    # the official one: the user's choice (a private mirror), which the image pin of local charts keeps.
+    user_images: dict[str, frozenset[str]] = field(default_factory=dict)
 
 # (release name, chart name, chart dir inside an istio source tree, extra --set values)
 COMPONENTS = [
@@ -87,6 +90,27 @@ NO_WAIT_NOTES = {
 }
 
 
+HUB_KEYS = ("global.hub", "hub")
+
+
+def image_pins(settings: Settings, cat: catalog.Catalog, version: str, release: str,
+               user_set: frozenset[str] = frozenset()) -> list[str]:
+    """The --set values pinning the official images of a release from a local chart folder.
+
+    Charts from a source tree default to development images on moving tags
+    (registry.istio.io/testing, latest): pin the release's official ones, as the published
+    charts would give. A hub the existing release sets (`user_set`, e.g. a private mirror) is
+    the user's: it is kept. The tag is always the version installed (a tag in the release's
+    values may be this tool's pin of the previous version: keeping it would not upgrade)."""
+    if settings.chart_source in ("blob", "oci", "gcs_legacy") or release == "istio-base":
+        return []
+    hub = cat.images.get("official_hub", "docker.io/istio")
+    pins = {"global.hub": hub, "global.tag": version}
+    if release == "ztunnel":  # ztunnel's chart reads its own hub and tag
+        pins.update({"hub": hub, "tag": version})
+    return [f"{k}={v}" for k, v in pins.items() if k not in user_set]
+
+
 def _helm_step(settings: Settings, cat: catalog.Catalog, version: str, release: str,
                chart: str, chart_dir: str, sets: list[str], namespace: str, wait: bool,
                group: str | None = None, facts: ClusterFacts | None = None) -> Step:
@@ -108,13 +132,9 @@ def _helm_step(settings: Settings, cat: catalog.Catalog, version: str, release: 
         argv.append("--reset-then-reuse-values")
     for s in sets:
         argv += ["--set", s]
-    if settings.chart_source not in ("blob", "oci", "gcs_legacy") and release != "istio-base":
-        # Charts from a source tree default to development images on moving tags
-        # (registry.istio.io/testing, latest): pin the release's official ones.
-        hub = cat.images.get("official_hub", "docker.io/istio")
-        argv += ["--set", f"global.hub={hub}", "--set", f"global.tag={version}"]
-        if release == "ztunnel":  # ztunnel's chart reads its own hub and tag
-            argv += ["--set", f"hub={hub}", "--set", f"tag={version}"]
+    user_set = facts.user_images.get(release, frozenset()) if reuse else frozenset()
+    for s in image_pins(settings, cat, version, release, user_set):
+        argv += ["--set", s]
     component = next((k for k, v in COMPONENT_KEYS.items() if v == release), release)
     if component in settings.values:
         argv += ["--values", settings.values[component]]

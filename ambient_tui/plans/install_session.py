@@ -15,8 +15,8 @@ from ambient_tui import catalog as catalog_mod
 from ambient_tui.checks.model import FAIL, PASS
 from ambient_tui.engine.plan import Phase, Plan
 from ambient_tui.plans import repair
-from ambient_tui.plans.install import (COMPONENT_KEYS, COMPONENTS, ClusterFacts, GatewayApiAction,
-                                       build_install_plan)
+from ambient_tui.plans.install import (COMPONENT_KEYS, COMPONENTS, HUB_KEYS, ClusterFacts, GatewayApiAction,
+                                       build_install_plan, image_pins)
 
 FIX_PHASE_ID = "preflight-fixes"
 # Decision kinds.
@@ -209,12 +209,14 @@ class InstallSession:
                                 f"pass {UPGRADE_GATEWAY_API_FLAG} to upgrade them in their {channel} channel"))
         return GatewayApiAction("upgrade", want.version, channel, source, have, owner, existing), out
 
-    def _values(self, releases: list[dict]) -> tuple[frozenset[str], dict[str, str], list[Decision]]:
-        """Existing deployed releases of the plan: keep their values, and say what changes."""
+    def _values(self, releases: list[dict]) -> tuple[frozenset[str], dict[str, str], list[Decision],
+                                                     dict[str, frozenset[str]]]:
+        """Existing deployed releases of the plan: keep their values (a hub they set included:
+        the official-image pin of local charts does not replace it), and say what changes."""
         from ambient_tui.tools import helm
 
         want = {c[0]: c for c in COMPONENTS}
-        reuse, notes, out = set(), {}, []
+        reuse, notes, out, images = set(), {}, [], {}
         for r in releases:
             comp = want.get(r["name"])
             # Only a working release carries values someone chose: one left failed or pending
@@ -228,12 +230,16 @@ class InstallSession:
                                     f"to keep them ({e}); nothing was changed"))
                 continue
             key = next((k for k, v in COMPONENT_KEYS.items() if v == r["name"]), "")
-            line = values_diff(current, comp[3], self.settings.values.get(key))
+            flat = _flatten(current)
+            official = self.catalog.images.get("official_hub", "docker.io/istio")
+            images[r["name"]] = frozenset(k for k in HUB_KEYS if flat.get(k) not in (None, "", official))
+            pins = image_pins(self.settings, self.catalog, self.version, r["name"], images[r["name"]])
+            line = values_diff(current, comp[3] + pins, self.settings.values.get(key))
             reuse.add(r["name"])
             notes[r["name"]] = line
             out.append(Decision(UPGRADE, f"{r['namespace']}/{r['name']}",
                                 f"{r['chart']}-{r['chart_version']} -> {self.version}: {line}"))
-        return frozenset(reuse), notes, out
+        return frozenset(reuse), notes, out, images
 
     def decide(self, results: list, *, journal=None, fix: bool = False, upgrade_gateway_api: bool = False,
                force: bool = False, resume: bool = False) -> Outcome:
@@ -282,8 +288,8 @@ class InstallSession:
         blocking = repair.blocking(results, fixed, repairs, releases)
         gw_action, gw_decisions = self._gateway_api(by_id.get("gateway-api"), upgrade_gateway_api)
         decisions += gw_decisions
-        reuse, notes, value_decisions = self._values(releases) if self.settings.method == "helm" else (
-            frozenset(), {}, [])
+        reuse, notes, value_decisions, user_images = self._values(releases) if self.settings.method == "helm" \
+            else (frozenset(), {}, [], {})
         decisions += value_decisions
 
         done = already_installed(self.settings, releases, self.version)
@@ -297,7 +303,8 @@ class InstallSession:
             done = None
 
         record = self._record_step(gw_action)
-        facts = ClusterFacts(gateway_api=gw_action, reuse_values=reuse, values_notes=notes, record_step=record)
+        facts = ClusterFacts(gateway_api=gw_action, reuse_values=reuse, values_notes=notes, record_step=record,
+                             user_images=user_images)
         plan = build_install_plan(self.settings, self.catalog, facts)
         first = []
         if fix_steps:

@@ -127,15 +127,25 @@ def _effect(step_id: str, end: dict, state: ClusterState) -> tuple[bool, str]:
 # Flags that only say which cluster a command talks to: the journal is already per cluster, and
 # the TUI and the headless install pin it differently.
 TARGET_FLAGS = ("--kube-context", "--context", "--kubeconfig")
+# Flags (without a value) that only carry a release's current values through an upgrade: the
+# session adds them once the release exists (plans/install_session.py), so the run that
+# installed it and the continuation that finds it deployed plan the same chart, version and
+# --set/--values with or without them. Whether the release is still what that run left is the
+# cluster's side (_effect: deployed, at the recorded revision).
+VALUES_CARRY_FLAGS = ("--reuse-values", "--reset-then-reuse-values")
 
 
 def _what_it_does(argv: list) -> list:
+    """The command with what does not change its effect left out: the pinning flags (and their
+    value) and the flags that carry values through an upgrade."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
         elif a in TARGET_FLAGS:
             skip = True
+        elif a in VALUES_CARRY_FLAGS:
+            continue
         elif not str(a).startswith(tuple(f + "=" for f in TARGET_FLAGS)):
             out.append(a)
     return out

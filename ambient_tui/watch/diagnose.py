@@ -239,7 +239,14 @@ def _admission_cause(workload: str, message: str, ns: str) -> Cause:
         return Cause("Webhook", workload, f"an admission webhook refused the pods: {msg}",
                      "see the webhook named above: kubectl get validatingwebhookconfigurations,"
                      "mutatingwebhookconfigurations", True)
-    return Cause("FailedCreate", workload, f"pods are not created: {msg}", "", True)
+    if "error looking up service account" in msg:
+        # The ServiceAccount comes with (or just after) the workload and the API server's
+        # ServiceAccount admission reads a cache: the controller retries, so this is a wait.
+        return Cause("FailedCreate", workload, f"pods are not created yet: {msg}",
+                     f"the ServiceAccount should appear soon: kubectl get serviceaccount -n {ns}", False)
+    # Not a refusal this module knows to be final: shown, and the wait goes on.
+    return Cause("FailedCreate", workload, f"pods are not created: {msg}",
+                 f"kubectl describe replicaset,daemonset -n {ns}", False)
 
 
 def _registry(image: str) -> str:

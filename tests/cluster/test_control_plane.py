@@ -286,9 +286,10 @@ def test_latency_relay_sandbox_passes_preflight_and_stops_clean(tmp_path):
         cenv.update(cp.env())
         cenv["HOME"] = str(sd)
         cenv["PYTHONPATH"] = env["PYTHONPATH"]
+        # Local charts: the sandbox has no network, and preflight's chart-source renders them.
         p = subprocess.run([sys.executable, "-m", "ambient_tui.cli", "preflight", "--json",
-                            "--istio-version", "1.31.0"], env=cenv, capture_output=True, text=True,
-                           timeout=120)
+                            "--istio-version", "1.31.0", "--charts", str(build.charts_dir())],
+                           env=cenv, capture_output=True, text=True, timeout=120)
         c = {x["id"]: x for x in json.loads(p.stdout)["checks"]}
         assert p.returncode == 0, json.dumps(c, indent=1)
         assert f"at {server} answers" in c["cluster-access"]["detail"]

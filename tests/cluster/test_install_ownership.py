@@ -163,15 +163,19 @@ def test_an_existing_istiod_keeps_the_users_values(env, tools, kubeconfig, tmp_p
     p = cli(env, *install_args(tools, kubeconfig))
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     assert "keeps its values: global.hub, meshConfig.accessLogFile, resources.requests" in p.stdout
+    assert "sets global.tag=1.31.0 (was unset)" in p.stdout  # the only image pin: the hub is the user's
     kept = json.loads(sh(env, "helm", "get", "values", "istiod", "-n", "istio-system", "-o", "json").stdout)
-    for key in USER_VALUES:
+    # The user's values, plus what the tool must set: the official tag instead of the local chart's
+    # moving development default (latest). The user's hub (a private mirror) is not pinned over.
+    assert kept["global"] == {**USER_VALUES["global"], "tag": "1.31.0"}, kept
+    for key in set(USER_VALUES) - {"global"}:
         assert kept[key] == USER_VALUES[key], kept
     assert kept["profile"] == "ambient"
     history = json.loads(sh(env, "helm", "history", "istiod", "-n", "istio-system", "-o", "json").stdout)
     assert len(history) == 2  # upgraded in place
     d = json.loads(sh(env, "kubectl", "get", "deploy", "istiod", "-n", "istio-system", "-o", "json").stdout)
     c = d["spec"]["template"]["spec"]["containers"][0]
-    assert c["image"].startswith("registry.example.com/istio/"), c["image"]
+    assert c["image"].startswith("registry.example.com/istio/") and ":1.31.0" in c["image"], c["image"]
     assert c["resources"]["requests"] == {"cpu": "123m", "memory": "234Mi"}
 
 
@@ -217,6 +221,8 @@ async def test_install_and_the_tui_build_the_same_plan(env, tools, kubeconfig, t
         if k.startswith("AWS_"):
             monkeypatch.setenv(k, v)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    # The same machine: the pinned kubeconfig copy (cluster/target.py) is in the same state folder.
+    monkeypatch.setenv("XDG_STATE_HOME", env["XDG_STATE_HOME"])
     settings = Settings(istio_version="1.31.0", chart_source=str(tools.charts),
                         gateway_api_file=str(Path(tools.gateway_api) / "experimental-install.yaml"))
     session = InstallSession(settings, kubeconfig=str(kubeconfig), env=env)
@@ -298,8 +304,23 @@ def addon_config(aws_local) -> str:
         "configurationValues") or ""
 
 
+ADDON_SEED = json.dumps({"env": {"ENABLE_POD_ENI": "false", MODE: "standard"}})  # the sandbox's own
+
+
+def set_addon_config(aws_local, text: str) -> None:
+    """The add-on's configurationValues, as its own test needs them: the add-on is session-wide
+    (another test may have left it changed). It also rolls its env onto aws-node."""
+    import boto3
+
+    eks = boto3.client("eks", region_name=aws_local.region, endpoint_url=aws_local.endpoint,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    eks.update_addon(clusterName=aws_local.cluster, addonName="vpc-cni", configurationValues=text,
+                     resolveConflicts="PRESERVE")
+
+
 def test_fix_then_revert_cni_restores_the_exact_env_and_addon_configuration(
         env, tools, kubeconfig, control_plane, aws_local, tmp_path):
+    set_addon_config(aws_local, ADDON_SEED)  # first: it rolls its env onto aws-node
     control_plane.set_aws_node_env(ENABLE_POD_ENI="true", **{MODE: "strict"})
     sgp = "/apis/vpcresources.k8s.aws/v1beta1/namespaces/default/securitygrouppolicies/sgp-own"
     control_plane.api().request("DELETE", sgp)
@@ -327,5 +348,6 @@ def test_fix_then_revert_cni_restores_the_exact_env_and_addon_configuration(
         assert {k: after.get(k) for k in env_before} == env_before
         assert addon_config(aws_local) == cfg_before
     finally:
+        set_addon_config(aws_local, ADDON_SEED)
         control_plane.set_aws_node_env(ENABLE_POD_ENI="false", **{MODE: "standard"})
         control_plane.api().request("DELETE", sgp)

@@ -46,6 +46,10 @@ def test_unusable_state_path_stops_install_before_any_change(admin_env, tools, c
     assert last.startswith("ambient-tui: nothing was changed: ") and "set XDG_STATE_HOME" in last, p.stderr
     assert "Traceback" not in p.stderr
     assert "▶" not in p.stdout  # no step started
+    if shape == "file-as-state-dir":
+        # The state dir also holds the pinned target's kubeconfig: checked before the preflight,
+        # so this is the one line, not a cluster-access failure.
+        assert "preflight for" not in p.stdout and "cluster-access" not in p.stdout + p.stderr, p.stdout
     assert releases(admin_env, tools) == []
 
 
@@ -86,5 +90,8 @@ def test_full_disk_real_tmpfs_stops_install_before_any_change(admin_env, tools, 
     assert p.returncode == 2, p.stdout[-3000:] + p.stderr[-3000:]
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("ambient-tui: nothing was changed: the disk holding the journal") and "is full" in last
+    assert "set XDG_STATE_HOME" in last, last
     assert "Traceback" not in p.stderr and "▶" not in p.stdout
+    # Checked before the preflight (which writes the pinned target there first).
+    assert "preflight for" not in p.stdout and "cluster-access" not in p.stdout + p.stderr, p.stdout
     assert releases(admin_env, tools) == []

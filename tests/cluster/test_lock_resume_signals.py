@@ -30,7 +30,6 @@ pytestmark = pytest.mark.cluster
 sys.path.insert(0, str(ROOT / "bench"))
 from _pty import PtyApp  # noqa: E402
 
-GATE = "ambient-tui.test/lock-gate"
 FOUR = ("istio-base", "istiod", "istio-cni", "ztunnel")
 
 
@@ -80,31 +79,55 @@ def kube(env):
 
 @pytest.fixture
 def gate(admin_env, tmp_path):
-    """istiod values whose pod waits for a node label the test sets: the first install then
-    holds the lock for as long as the test needs, and finishes once the gate opens."""
-    node = sh(admin_env, "kubectl", "get", "nodes", "-o", "name").stdout.split()[0]
+    """istiod values whose pod waits until the test opens the gate: the first install then
+    holds the lock for as long as the test needs, and finishes once the gate opens.
+
+    The wait must be one that can clear by itself, or preflight refuses the install (the
+    `scheduling` check fails a nodeSelector no node has) and the step watcher ends the wait
+    (a selector no node has is a permanent cause). So istiod asks for more CPU than filler
+    pods bound to every node leave free: "Insufficient cpu" is a preflight warning and a wait
+    that keeps going. Deleting the fillers opens the gate."""
+    nodes = sh(admin_env, "kubectl", "get", "nodes", "-o", "name").stdout.split()
+    for i, node in enumerate(nodes):
+        filler = {"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": f"{FILLER}-{i}", "namespace": "default", "labels": {"app": FILLER}},
+                  "spec": {"nodeName": node.split("/", 1)[1], "tolerations": [{"operator": "Exists"}],
+                           "containers": [{"name": "filler", "image": "registry.k8s.io/pause:3.10",
+                                           "resources": {"requests": {"cpu": "3500m"}}}]}}
+        spec = tmp_path / f"filler-{i}.json"
+        spec.write_text(json.dumps(filler))
+        sh(admin_env, "kubectl", "apply", "-f", str(spec))
     first = tmp_path / "first-istiod.yaml"
-    first.write_text(f'nodeSelector:\n  {GATE}: "open"\n')
+    first.write_text('resources:\n  requests:\n    cpu: "1"\nenv:\n  AMBIENT_TUI_TEST_RUN: "first"\n')
     second = tmp_path / "second-istiod.yaml"
-    second.write_text(f'nodeSelector:\n  {GATE}: "second"\n')
-    yield node, first, second
-    sh(admin_env, "kubectl", "label", node, f"{GATE}-", check=False)
+    second.write_text('resources:\n  requests:\n    cpu: "1"\nenv:\n  AMBIENT_TUI_TEST_RUN: "second"\n')
+    yield nodes, first, second
+    open_gate(admin_env)
+
+
+FILLER = "ambient-tui-lock-gate-filler"
+
+
+def open_gate(env) -> None:
+    sh(env, "kubectl", "delete", "pod", "-n", "default", "-l", f"app={FILLER}", "--ignore-not-found",
+       "--grace-period=0", "--force", check=False)
 
 
 def test_two_installs_at_once_the_second_refuses_and_the_first_finishes_untouched(env, tools, gate, tmp_path):
-    node, first_values, second_values = gate
+    _, first_values, second_values = gate
     out = tmp_path / "first.out"
     first = start_install(env, tools, first_values, out)
     try:
         wait_for_pending_istiod(env, None, first, out)
         second = cli(env, *install_args(tools, "--values", f"istiod={second_values}"), timeout=300)
         assert second.returncode == 1, second.stdout[-3000:] + second.stderr[-2000:]
-        line = next(l for l in second.stderr.splitlines() if "locked by another ambient-tui run" in l)
+        line = next((l for l in second.stderr.splitlines() if "locked by another ambient-tui run" in l), None)
+        assert line, second.stdout[-3000:] + second.stderr[-2000:]
         assert f"pid {first.pid} (install) since 20" in line, line
         assert "▶" not in second.stdout  # not one step ran
         # The first run's lease names it and keeps being renewed.
         assert f"/{first.pid}/" in lease_json(env)["spec"]["holderIdentity"]
-        sh(env, "kubectl", "label", node, f"{GATE}=open")  # istiod can schedule now
+        open_gate(env)  # istiod has room now
         assert first.wait(timeout=900) == 0, out.read_text()[-4000:]
     finally:
         if first.poll() is None:
@@ -116,7 +139,7 @@ def test_two_installs_at_once_the_second_refuses_and_the_first_finishes_untouche
     history = json.loads(sh(env, "helm", "history", "istiod", "-n", "istio-system", "-o", "json").stdout)
     assert [h["revision"] for h in history] == [1]  # nobody uninstalled and reinstalled it
     values = json.loads(sh(env, "helm", "get", "values", "istiod", "-n", "istio-system", "-o", "json").stdout)
-    assert values["nodeSelector"] == {GATE: "open"}  # the first run's values, intact
+    assert values["env"] == {"AMBIENT_TUI_TEST_RUN": "first"}  # the first run's values, intact
     assert not (lease_json(env) or {}).get("spec", {}).get("holderIdentity")  # released at the end
 
 
@@ -247,10 +270,12 @@ def test_sighup_to_the_tui_in_a_pty_cancels_helm_journals_releases_and_restart_f
             time.sleep(0.5)
         helm = _ours(env)
         assert helm, "no helm process while helm-istiod runs"
-        assert lease_json(env)["spec"]["holderIdentity"]  # the TUI's run holds the lock
+        assert (lease_json(env) or {}).get("spec", {}).get("holderIdentity"), (  # the TUI's run holds the lock
+            [r for r in install_journal(env) if r.get("type") in ("lock", "plan", "run-start")],
+            app.text_since(0)[-3000:])
         os.kill(app.pid, signal.SIGHUP)  # what the kernel does when sshd closes the pty
         app.proc.wait(timeout=60)
-        assert app.proc.returncode == 1, app.proc.returncode
+        assert app.proc.returncode == 1, (app.proc.returncode, app.text_since(0)[-3000:])
     finally:
         app.stop()
     deadline = time.monotonic() + 10

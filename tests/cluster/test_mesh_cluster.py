@@ -124,7 +124,9 @@ def test_enrolment_blocked_by_a_live_deny_all_then_forced_then_unenrolled(mesh_e
     try:
         p = cli(mesh_env, "enroll", WEB)
         assert p.returncode == 1, p.stdout + p.stderr
-        assert "blocked: mesh-web: NetworkPolicy deny-all" in p.stdout and "--force" in p.stderr
+        # netpol/gate.py's finding: the rule, the policy, and the fix
+        assert "blocked: enrolling mesh-web would break the mesh there" in p.stdout, p.stdout + p.stderr
+        assert "hbone-blocked [deny-all]" in p.stdout and "--force" in p.stderr
         assert "istio.io/dataplane-mode" not in ns_labels(kubeconfig, WEB)
 
         p = cli(mesh_env, "enroll", WEB, "--force")

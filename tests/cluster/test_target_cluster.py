@@ -136,7 +136,9 @@ async def test_tui_stays_on_the_pinned_target_when_another_shell_switches(env, k
     target = tg.resolve()
     plan = whoami_plan(tools.kubectl)
     tg.pin_steps(plan.steps, target)
-    settings = Settings(istio_version=build.ISTIO_VERSION)
+    # Local charts: the sandbox has no network, and a failing chart-source check would make
+    # `r` only warn ("press r again to run anyway") instead of running the step.
+    settings = Settings(istio_version=build.ISTIO_VERSION, chart_source=str(tools.charts))
     runner = Runner(plan, journal=Journal(tmp_path / "journal.jsonl"), env={**env, **target.tool_env()})
     app = AmbientApp(plan, runner, target=target, keymap_path=tmp_path / "none.yaml",
                      check_context_factory=lambda: CheckContext(settings, target=target, env=env))
@@ -152,6 +154,9 @@ async def test_tui_stays_on_the_pinned_target_when_another_shell_switches(env, k
         await wait_for(lambda: screen.preflight_done, 120, "preflight again")
         access = screen.query_one(PreflightPane).results["cluster-access"]
         assert access.status == PASS and "as admin" in access.detail, access.detail
+        results = screen.query_one(PreflightPane).results
+        assert not [c.id for c in results.values() if c.status == FAIL], \
+            {c.id: c.detail for c in results.values() if c.status == FAIL}
         await pilot.press("r")
         await wait_for(lambda: plan.steps[0].state not in (StepState.PENDING, StepState.RUNNING), 60, "the step")
         assert plan.steps[0].state is StepState.SUCCEEDED

@@ -45,8 +45,19 @@ def specs(istiod_mode=None):
     ]
 
 
+def kubeconfig(tmp_path) -> Path:
+    """A real kubeconfig whose context "prod" is the one preflight checks: the session pins to it."""
+    path = tmp_path / "kubeconfig"
+    path.write_text("apiVersion: v1\nkind: Config\ncurrent-context: prod\n"
+                    "clusters: [{name: prod, cluster: {server: 'https://prod.example:443'}}]\n"
+                    "users: [{name: admin, user: {token: t}}]\n"
+                    "contexts: [{name: prod, context: {cluster: prod, user: admin}}]\n")
+    return path
+
+
 def make_app(tmp_path, istiod_mode=None):
-    session = InstallSession(Settings(istio_version="1.31.0", gateway_api_file=str(tmp_path)))
+    session = InstallSession(Settings(istio_version="1.31.0", gateway_api_file=str(tmp_path)),
+                             kubeconfig=str(kubeconfig(tmp_path)))
     (tmp_path / "standard-install.yaml").write_text(
         "metadata:\n  annotations:\n    gateway.networking.k8s.io/channel: standard\n")
     plan = session.initial_plan()
@@ -71,7 +82,8 @@ async def test_the_crd_upgrade_asks_at_the_first_r_and_runs_at_the_second(tmp_pa
         await pilot.pause(0.1)
         step = app.plan.step("gateway-api-crds")
         assert step.title == "upgrade Gateway API CRDs v1.2.0 -> v1.5.1 (standard)"
-        assert step.argv[1:3] == ["--context", "prod"]  # pinned to the checked context
+        # Pinned to the checked context (cluster/target.py): the single-context copy, then the context.
+        assert step.argv[1] == "--kubeconfig" and step.argv[3:5] == ["--context", "prod"], step.argv
         first = app.plan.steps[0].id
         assert any("older than the v1.5.1" in line for line in app.screen.buffers.lines(first))
         await pilot.press("r")

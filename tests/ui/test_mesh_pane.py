@@ -83,6 +83,15 @@ class StubMeshProvider:
         return sorted(p["metadata"]["name"] for p in PODS if p["metadata"]["namespace"] == ns)
 
 
+@pytest.fixture(autouse=True)
+def no_cluster_lock(monkeypatch):
+    """FakeKube is no API server, so there is no Lease to hold: the runner runs these plans
+    without the cluster lock (tests/cluster/test_mesh_cluster.py runs them under the real one)."""
+    from ambient_tui.mesh import enroll
+
+    monkeypatch.setattr(enroll, "change_lock", lambda kube, what, journal=None: None)
+
+
 class FakeKube:
     """Named fake of KubeClient: `call` records the request instead of sending it and answers
     as the API server would for a label patch; `list_json` serves the namespace's policies."""
@@ -183,7 +192,16 @@ async def test_unenrol_asks_for_the_namespace_name_and_runs_nothing_on_a_wrong_a
 
 
 @pytest.mark.asyncio
-async def test_enrol_blocked_by_a_deny_all_policy_runs_only_after_typing_force_and_is_journaled(tmp_path):
+async def test_enrol_blocked_by_a_deny_all_policy_runs_only_after_typing_force_and_is_journaled(
+        tmp_path, monkeypatch):
+    from ambient_tui.mesh import enroll
+
+    # A named fake of the enrolment gate (netpol/gate.py reads live pods, policies and the CNI
+    # through a real client; tests/cluster/test_mesh_cluster.py drives it for real): here it
+    # lints the fake's policies offline, as the gate would judge a deny-all.
+    monkeypatch.setattr(enroll, "enrolment_gate", lambda kube, namespaces: [
+        f"{ns}: NetworkPolicy {f.policy}: {f.message}" for ns in namespaces
+        for f in enroll.blocking_findings(kube, ns)])
     kube = FakeKube([DENY_ALL])
     app = mesh_app(kube)
     async with app.run_test(size=(120, 40)) as pilot:

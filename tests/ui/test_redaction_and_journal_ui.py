@@ -60,7 +60,7 @@ async def test_damaged_journal_lines_are_reported_once(tmp_path):
     async with app.run_test(size=(100, 24)) as pilot:
         await pilot.pause()
         existing = Check("existing-istio", "Existing Istio", PASS, "none", data={"releases": []})
-        await app.screen._offer_repairs(existing)
+        await app.screen._replan([existing])  # what preflight's end calls
         await pilot.pause()
         notes = [n.message for n in app._notifications if "damaged" in n.message]
         assert notes == ["journal line 2 is damaged (no step id) and was skipped"]

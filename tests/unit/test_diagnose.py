@@ -91,6 +91,22 @@ def test_quota_and_limitrange_refusals_from_the_replicaset_condition():
         assert (c.kind, c.permanent) == (kind, True)
 
 
+def test_a_missing_service_account_or_an_unknown_refusal_keeps_the_wait():
+    """The ServiceAccount is applied with the Deployment and admission reads a cache: istiod's
+    ReplicaSet briefly reports it missing, and the controller retries (seen with istioctl
+    install on the sandbox). Neither that nor a refusal this module does not know ends a wait."""
+    for message in ('pods "istiod-abc-x" is forbidden: error looking up service account '
+                    'istio-system/istiod: serviceaccount "istiod" not found',
+                    'pods "istiod-abc-x" is forbidden: something new the API server says'):
+        objs = istiod_objs({})
+        objs["pods"] = []
+        objs["replicasets"][0]["status"] = {"conditions": [
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message}]}
+        [c] = diagnose.classify("istiod", objs, now=NOW)
+        assert (c.kind, c.permanent) == ("FailedCreate", False), message
+        assert c.fix  # a next step is always said
+
+
 def test_image_not_found_is_permanent_and_names_image_and_registry():
     objs = istiod_objs({"phase": "Pending", "containerStatuses": [
         {"name": "discovery", "image": "registry.istio.io/testing/pilot:latest-distroless", "ready": False,
