@@ -113,3 +113,17 @@ def test_pinning_the_context_or_kubeconfig_is_not_a_changed_command():
     p = plan()
     p.step("helm-istio-base").argv += ["--kube-context", "prod", "--kubeconfig=/k"]
     assert by_step(resume.decide(p.steps, RECORDS, HEALTHY))["helm-istio-base"].skip
+
+
+def test_an_upgrade_that_only_carries_values_through_is_the_same_step():
+    """Run 1 installed istio-base; the restart plans it as an upgrade that keeps the release's
+    values (plans/install_session.py adds --reset-then-reuse-values) and pins the target. It
+    still does what run 1 did, so the deployed release is not installed again; a changed --set
+    is a different step."""
+    again = plan()
+    again.step("helm-istio-base").argv = BASE + ["--reset-then-reuse-values", "--kubeconfig", "/p.kubeconfig",
+                                                 "--kube-context", "prod"]
+    d = by_step(resume.decide(again.steps, RECORDS, HEALTHY))
+    assert d["helm-istio-base"].skip
+    again.step("helm-istio-base").argv = BASE + ["--reset-then-reuse-values", "--set", "profile=ambient"]
+    assert not by_step(resume.decide(again.steps, RECORDS, HEALTHY))["helm-istio-base"].skip
