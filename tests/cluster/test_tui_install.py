@@ -153,7 +153,8 @@ async def test_full_install_from_the_tui(admin_env, kubeconfig, tools, clean_clu
 
         async def sample():
             checklist = screen.query_one(StepChecklist)
-            while not done.is_set():
+            while True:  # one last look after `done`: the pane merges churn every 2 s (link.py)
+                last = done.is_set()
                 for row in pods.table_rows():
                     seen_rows.add(row[1])
                     n, _, m = row[2].partition("/")
@@ -164,6 +165,8 @@ async def test_full_install_from_the_tui(admin_env, kubeconfig, tools, clean_clu
                         prompt = str(checklist.get_option(step.id).prompt)
                         if "ready " in prompt or " · " in prompt:
                             readiness_lines.append(prompt)
+                if last:
+                    return
                 await asyncio.sleep(0.25)
 
         sampler = asyncio.create_task(sample())
